@@ -1,0 +1,5 @@
+"""`mmr3 build` (being written)."""
+
+
+def register(sub) -> None:
+    pass

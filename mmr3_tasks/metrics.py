@@ -1,0 +1,360 @@
+"""MM-R³ scoring: the paper's Acc, S_GT, Con and S_C, and what a leaderboard needs beyond them.
+
+Pure functions over scored responses; no lmms-eval, no I/O. Every distinct string is embedded
+once for the whole call, and all per-group arithmetic is vectorised (see benchmarks/scoring.py).
+Definitions, edge cases and worked examples: docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+CONSISTENCY_THRESHOLD = 0.7  # paper §3.3: a pair is consistent if its cosine is above this (strict >)
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+CI_LEVEL = 0.95
+# Embedding input cap, far beyond what any sentence encoder reads (MiniLM: 256 tokens): keeps a
+# runaway response from costing seconds in the tokenizer. The substring test sees the whole text.
+MAX_EMBED_CHARS = 10_000
+
+HEADLINE = ("acc", "s_gt", "con", "s_c")
+
+
+class Embedder(Protocol):
+    """Maps texts to L2-normalised vectors, one row per text."""
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class ScoredResponse:
+    """One model response to one variant of one item."""
+
+    id: str
+    group_id: str
+    variant: str
+    answers: tuple[str, ...]
+    response: str
+    group_size: int = 0  # variants the group was built with; 0 = unknown
+    kinds: tuple[tuple[str, str], ...] = ()  # e.g. (("style", "candy"),)
+
+
+@dataclass
+class Report:
+    """All numbers of one task, ×100 where they are rates or similarities."""
+
+    acc: float | None
+    s_gt: float | None
+    con: float | None
+    s_c: float | None
+    exact_agreement: float | None
+    consistent_correct: float | None
+    consistent_wrong: float | None
+    inconsistent: float | None
+    ci: dict[str, list[float] | None]
+    breakdown: dict[str, dict[str, dict[str, float | None]]]
+    counts: dict[str, int]
+    threshold: float = CONSISTENCY_THRESHOLD
+    extras: dict[str, object] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            **{name: getattr(self, name) for name in HEADLINE},
+            "exact_agreement": self.exact_agreement,
+            "consistent_correct": self.consistent_correct,
+            "consistent_wrong": self.consistent_wrong,
+            "inconsistent": self.inconsistent,
+            "ci95": self.ci,
+            "breakdown": self.breakdown,
+            "counts": self.counts,
+            "threshold": self.threshold,
+            **self.extras,
+        }
+
+
+# --------------------------------------------------------------------------- text handling
+
+# Appendix A.3 as the authors' follow-up code applies it, in this order (paper-spec §1.3).
+_CONTEXT_REMOVALS_1 = (",", ".")
+_CONTEXT_REMOVALS_2 = ("in the masked region", "the masked region")
+_CONTEXT_REMOVALS_3 = ("there is ", "is ", "contains ", "</s>", "the ", "in ", "of ", "image")
+
+
+def clean_context_answer(text: str) -> str:
+    """Strips the words a context answer repeats from its question (paper Appendix A.3).
+
+    Faithful to the authors' replacement chain, quirks included: "is " is removed inside words too,
+    so "this is a cat" becomes "tha cat" (the category still matches as a substring).
+    """
+    text = text.lower()
+    for chunk in _CONTEXT_REMOVALS_1 + _CONTEXT_REMOVALS_2 + _CONTEXT_REMOVALS_3:
+        text = text.replace(chunk, "")
+    text = text.replace(" a ", " ").replace(" an ", " ")
+    if text.startswith(" "):
+        text = text[1:]
+    return text
+
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def normalize_answer(text: str) -> str:
+    """Lower case, no punctuation, no articles, single spaces: the key for exact agreement."""
+    text = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text.lower())
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def is_correct(response: str, answers: Iterable[str]) -> bool:
+    """Paper §3.3: correct when any ground truth is a case-insensitive substring of the response."""
+    lowered = response.lower()
+    return any(gt and gt.lower() in lowered for gt in answers)
+
+
+def _embedding_text(text: str) -> str:
+    return text.replace("</s>", "").strip().lower()[:MAX_EMBED_CHARS]
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def deduplicate(responses: Iterable[ScoredResponse]) -> tuple[list[ScoredResponse], int]:
+    """Keeps one response per id whatever the arrival order: the first by (id, response)."""
+    ordered = sorted(responses, key=lambda r: (r.id, r.response))
+    kept: list[ScoredResponse] = []
+    for r in ordered:
+        if kept and kept[-1].id == r.id:
+            continue
+        kept.append(r)
+    return kept, len(ordered) - len(kept)
+
+
+def score(
+    responses: Iterable[ScoredResponse],
+    embedder: Embedder,
+    *,
+    clean_context: bool = False,
+    threshold: float = CONSISTENCY_THRESHOLD,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> Report:
+    """Scores one task's responses, grouped by `group_id` (never by position).
+
+    Args:
+        responses: every response of the task, in any order, from any number of ranks.
+        embedder: the sentence encoder for S_GT, Con and S_C.
+        clean_context: apply the context-answer cleanup (paper Appendix A.3) before every metric.
+        threshold: cosine above which a pair of responses counts as consistent.
+        n_resamples: group-bootstrap resamples for the confidence intervals (0 = none).
+        seed: bootstrap seed; the intervals are reproducible.
+    """
+    rows, n_duplicates = deduplicate(responses)
+    rows.sort(key=lambda r: (r.group_id, r.variant, r.id))
+    texts = [clean_context_answer(r.response) if clean_context else r.response for r in rows]
+    texts = [t.strip() for t in texts]
+    empty = np.array([not t for t in texts], dtype=bool)
+
+    # Variant -> group index; groups keep first-seen order of the sorted rows.
+    group_ids = sorted({r.group_id for r in rows})
+    group_of = {g: i for i, g in enumerate(group_ids)}
+    vgroup = np.array([group_of[r.group_id] for r in rows], dtype=np.int64)
+    n_groups = len(group_ids)
+    group_n = np.bincount(vgroup, minlength=n_groups)
+
+    # Embed every distinct non-empty response and ground truth once.
+    answers = [tuple(a for a in r.answers if a and a.strip()) for r in rows]
+    strings: dict[str, int] = {}
+    for text, is_empty in zip(texts, empty, strict=True):
+        if not is_empty:
+            strings.setdefault(_embedding_text(text), len(strings))
+    for gts in answers:
+        for gt in gts:
+            strings.setdefault(_embedding_text(gt), len(strings))
+    emb = _encode(embedder, list(strings))
+    resp_idx = np.array(
+        [-1 if e else strings[_embedding_text(t)] for t, e in zip(texts, empty, strict=True)], dtype=np.int64
+    )
+
+    # Per variant: Acc and S_GT (max cosine over the ground truths; 0 for an empty response).
+    correct = np.array(
+        [(not e) and is_correct(t, gts) for t, e, gts in zip(texts, empty, answers, strict=True)], dtype=bool
+    )
+    s_gt_v = _max_gt_similarity(emb, resp_idx, answers, strings)
+
+    # Per pair of variants of one group: cosine (0 when either response is empty).
+    pa, pb = _pairs(vgroup, n_groups)
+    cos = np.zeros(len(pa), dtype=np.float64)
+    both = (~empty[pa]) & (~empty[pb])
+    if both.any():
+        cos[both] = np.einsum("ij,ij->i", emb[resp_idx[pa[both]]], emb[resp_idx[pb[both]]])
+    cos = np.clip(cos, -1.0, 1.0)
+    consistent = cos > threshold
+    norm = [normalize_answer(t) for t in texts]
+    agree = np.array([bool(norm[a]) and norm[a] == norm[b] for a, b in zip(pa, pb, strict=True)], dtype=bool)
+    pgroup = vgroup[pa]
+
+    # Group means, then means over groups.
+    acc_g = _group_mean(correct.astype(np.float64), vgroup, n_groups)
+    sgt_g = _group_mean(s_gt_v, vgroup, n_groups)
+    multi = group_n >= 2
+    con_g = _group_mean(consistent.astype(np.float64), pgroup, n_groups)[multi]
+    sc_g = _group_mean(cos, pgroup, n_groups)[multi]
+    agree_g = _group_mean(agree.astype(np.float64), pgroup, n_groups)[multi]
+
+    # Consistent-correct / consistent-wrong / inconsistent, over groups with at least 2 variants.
+    all_correct = _group_all(correct, vgroup, n_groups)
+    all_wrong = _group_all(~correct, vgroup, n_groups)
+    all_consistent = _group_all(consistent, pgroup, n_groups)
+    cc = all_correct[multi]
+    cw = (all_wrong & all_consistent)[multi]
+
+    ci = {}
+    if n_resamples > 0:
+        rng = np.random.default_rng(seed)
+        ci["acc"], ci["s_gt"] = _bootstrap([acc_g, sgt_g], rng, n_resamples)
+        ci["con"], ci["s_c"] = _bootstrap([con_g, sc_g], rng, n_resamples)
+    else:
+        ci = {name: None for name in HEADLINE}
+
+    sizes = np.array([r.group_size for r in rows], dtype=np.int64)
+    expected = np.zeros(n_groups, dtype=np.int64)
+    np.maximum.at(expected, vgroup, sizes)
+    complete = (expected > 0) & (group_n >= expected)
+    counts = {
+        "responses": len(rows),
+        "groups": n_groups,
+        "groups_complete": int(complete.sum()),
+        "groups_incomplete": int(n_groups - complete.sum()),
+        "groups_with_pairs": int(multi.sum()),
+        "pairs": len(pa),
+        "empty_responses": int(empty.sum()),
+        "duplicate_responses": n_duplicates,
+    }
+    return Report(
+        acc=_pct(acc_g),
+        s_gt=_pct(sgt_g),
+        con=_pct(con_g),
+        s_c=_pct(sc_g),
+        exact_agreement=_pct(agree_g),
+        consistent_correct=_pct(cc.astype(np.float64)),
+        consistent_wrong=_pct(cw.astype(np.float64)),
+        inconsistent=_pct((~cc & ~cw).astype(np.float64)),
+        ci=ci,
+        breakdown=_breakdown(rows, correct, s_gt_v, pa, pb, cos, consistent),
+        counts=counts,
+        threshold=threshold,
+    )
+
+
+def _encode(embedder: Embedder, strings: list[str]) -> np.ndarray:
+    if not strings:
+        return np.zeros((0, 1), dtype=np.float32)
+    emb = np.asarray(embedder.encode(strings), dtype=np.float32)
+    if emb.shape[0] != len(strings):
+        raise ValueError(f"embedder returned {emb.shape[0]} vectors for {len(strings)} texts")
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    return emb / np.where(norms == 0, 1.0, norms)
+
+
+def _max_gt_similarity(emb, resp_idx, answers, strings) -> np.ndarray:
+    """Max cosine of each response to its ground truths; 0 for empty responses or no ground truth."""
+    owner, gt_idx = [], []
+    for v, gts in enumerate(answers):
+        if resp_idx[v] < 0:
+            continue
+        for gt in gts:
+            owner.append(v)
+            gt_idx.append(strings[_embedding_text(gt)])
+    out = np.zeros(len(answers), dtype=np.float64)
+    if not owner:
+        return out
+    owner_a = np.array(owner, dtype=np.int64)
+    sims = np.einsum("ij,ij->i", emb[resp_idx[owner_a]], emb[np.array(gt_idx, dtype=np.int64)])
+    best = np.full(len(answers), -np.inf)
+    np.maximum.at(best, owner_a, np.clip(sims, -1.0, 1.0))
+    has = np.isfinite(best)
+    out[has] = best[has]
+    return out
+
+
+def _pairs(vgroup: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """All (a, b), a < b, of rows in the same group. Rows are sorted by group."""
+    starts = np.searchsorted(vgroup, np.arange(n_groups))
+    ends = np.searchsorted(vgroup, np.arange(n_groups), side="right")
+    pa, pb = [], []
+    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        if e - s >= 2:
+            a, b = np.triu_indices(e - s, k=1)
+            pa.append(a + s)
+            pb.append(b + s)
+    if not pa:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(pa).astype(np.int64), np.concatenate(pb).astype(np.int64)
+
+
+def _group_mean(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    total = np.bincount(groups, weights=values, minlength=n_groups)
+    n = np.bincount(groups, minlength=n_groups)
+    return np.divide(total, n, out=np.zeros(n_groups), where=n > 0)
+
+
+def _group_all(flags: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    bad = np.bincount(groups, weights=(~flags).astype(np.float64), minlength=n_groups)
+    return bad == 0
+
+
+def _pct(values: np.ndarray) -> float | None:
+    return None if len(values) == 0 else float(100.0 * values.mean())
+
+
+def _bootstrap(per_group: list[np.ndarray], rng: np.random.Generator, n_resamples: int) -> list:
+    """Percentile interval of the mean over groups, resampling groups with replacement."""
+    n = len(per_group[0])
+    if n == 0:
+        return [None for _ in per_group]
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(np.float64) / n
+    alpha = (1.0 - CI_LEVEL) / 2.0
+    out = []
+    for values in per_group:
+        means = 100.0 * (weights @ values)
+        lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+        out.append([float(lo), float(hi)])
+    return out
+
+
+def _breakdown(rows, correct, s_gt_v, pa, pb, cos, consistent) -> dict:
+    """Scores per variant kind (paper Tables 10-13).
+
+    Acc and S_GT average the responses of that kind; Con and S_C average the pairs that include a
+    response of that kind.
+    """
+    kinds: dict[str, dict[str, list[int]]] = {}
+    for v, r in enumerate(rows):
+        for name, value in r.kinds:
+            kinds.setdefault(name, {}).setdefault(str(value), []).append(v)
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for name, values in sorted(kinds.items()):
+        out[name] = {}
+        for value, members in sorted(values.items(), key=lambda kv: _natural_key(kv[0])):
+            member = np.zeros(len(rows), dtype=bool)
+            member[members] = True
+            in_pair = member[pa] | member[pb] if len(pa) else np.zeros(0, dtype=bool)
+            out[name][value] = {
+                "acc": _pct(correct[member].astype(np.float64)),
+                "s_gt": _pct(s_gt_v[member]),
+                "con": _pct(consistent[in_pair].astype(np.float64)),
+                "s_c": _pct(cos[in_pair]),
+                "responses": int(member.sum()),
+                "pairs": int(in_pair.sum()),
+            }
+    return out
+
+
+def _natural_key(value: str):
+    return (0, int(value), "") if value.isdigit() else (1, math.inf, value)

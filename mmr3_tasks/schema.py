@@ -1,0 +1,65 @@
+"""The one row schema of every MM-R³ split: the bundled demo set and the full benchmark alike.
+
+One row is one query: a variant of one item (paper-spec §1). The variants of an item share a
+`group_id`; the scorer groups by it, never by row position.
+"""
+
+from __future__ import annotations
+
+import datasets
+
+TASKS = ("rephrase", "restyle", "context")
+
+# The paper's prompts (paper-spec §1.2, §1.3). Rephrase rows carry their own question.
+RESTYLE_PROMPT = "Please describe the place in the image in two sentences."
+CONTEXT_PROMPT = "What kind of object is in the masked region?"
+
+# Variant names per task, in the order the builder writes them (variant_index).
+REPHRASE_VARIANTS = ("r1", "r2", "r3")
+STYLES = ("candy", "mosaic", "udnie", "grayscale")
+CONTEXT_VARIANTS = ("m1", "m2", "m3")
+VARIANTS = {"rephrase": REPHRASE_VARIANTS, "restyle": STYLES, "context": CONTEXT_VARIANTS}
+
+# Mask kinds (paper-spec §1.3).
+MASK_LINES = (1, 3, 5, 7)
+MASK_SHAPES = ("rectangle", "ellipse")
+MASK_COLORS = ("red", "blue", "green", "yellow", "white", "black")
+
+# The Sampling protocol asks this many identical queries of one variant ...
+SAMPLING_REPEATS = 4
+# ... and that variant is the first one: rephrasing R1, the candy style, mask m1.
+SAMPLING_VARIANT_INDEX = 0
+
+FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),  # unique per row: "<group_id>/<variant>"
+        "group_id": datasets.Value("string"),
+        "task": datasets.Value("string"),  # one of TASKS
+        "variant": datasets.Value("string"),  # one of VARIANTS[task]
+        "variant_index": datasets.Value("int32"),
+        "group_size": datasets.Value("int32"),  # variants the group was built with
+        "question": datasets.Value("string"),  # the exact prompt text the model gets
+        "image": datasets.Image(),
+        "answers": datasets.Sequence(datasets.Value("string")),  # ground truths, any one counts
+        "source": datasets.Value("string"),  # okvqa | infographicvqa | gldv2 | mit_indoor | coco | demo
+        "source_id": datasets.Value("string"),  # question / image / annotation id in the source
+        "original_question": datasets.Value("string"),  # rephrase: the source question; else ""
+        "style": datasets.Value("string"),  # restyle: one of STYLES; else ""
+        "mask_shape": datasets.Value("string"),  # context: one of MASK_SHAPES; else ""
+        "mask_lines": datasets.Value("int32"),  # context: one of MASK_LINES; else 0
+        "mask_color": datasets.Value("string"),  # context: one of MASK_COLORS; else ""
+        "mask_box": datasets.Sequence(datasets.Value("float32")),  # context: [x0, y0, x1, y1]; else []
+        "image_license": datasets.Value("string"),
+        "image_source": datasets.Value("string"),  # URL, dataset name or pip package path
+    }
+)
+
+COLUMNS = tuple(FEATURES)
+
+# Columns that tell one variant kind from another, for the per-kind breakdowns (paper Tables 10-13).
+KIND_COLUMNS = {"restyle": ("style",), "context": ("mask_lines", "mask_shape", "mask_color")}
+
+
+def variant_id(group_id: str, variant: str) -> str:
+    """The row id of one variant of one group."""
+    return f"{group_id}/{variant}"
