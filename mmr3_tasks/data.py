@@ -62,9 +62,7 @@ def load_split(task: str, split: str = "test", location: str | None = None) -> d
     if root.is_dir():
         files = split_files(root, task, split)
         if not files:
-            raise DataNotFoundError(
-                _missing_message(task, split, location, f"{root / task}/{split}-*.parquet")
-            )
+            raise DataNotFoundError(_missing_message(task, split, location, f"{root / task}/{split}-*.parquet"))
         return datasets.load_dataset(
             "parquet", data_files={split: [str(f) for f in files]}, split=split, features=schema.FEATURES
         )
@@ -132,17 +130,13 @@ def check_rows(ds: datasets.Dataset, task: str | None = None) -> RowCheck:
         raise DataSchemaError(
             f"dataset lacks the MM-R³ columns {missing}; rebuild it with `mmr3 build` (schema: mmr3_tasks.schema)"
         )
-    raw = ds.select_columns(["id", "task", "image", "answers"]).cast_column(
-        "image", datasets.Image(decode=False)
-    )
+    raw = ds.select_columns(["id", "task", "image", "answers"]).cast_column("image", datasets.Image(decode=False))
     check = RowCheck()
     seen: set[str] = set()
     for i, row in enumerate(raw):
         row_id = row["id"]
         if task is not None and row["task"] != task:
-            raise DataSchemaError(
-                f"row {row_id!r} belongs to task {row['task']!r}, not {task!r}: wrong data folder?"
-            )
+            raise DataSchemaError(f"row {row_id!r} belongs to task {row['task']!r}, not {task!r}: wrong data folder?")
         if row_id in seen:
             check.drop("duplicate id", row_id)
             continue

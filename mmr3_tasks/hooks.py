@@ -40,9 +40,7 @@ def load_docs(locator: datasets.Dataset) -> datasets.Dataset:
     benchmark's folder is only known at run time ($MMR3_DATA). Bad rows are dropped with a warning.
     """
     if len(locator) != 1 or "mmr3_task" not in locator.column_names:
-        raise MMR3SetupError(
-            f"expected one MM-R³ locator row, got {len(locator)} rows {locator.column_names}"
-        )
+        raise MMR3SetupError(f"expected one MM-R³ locator row, got {len(locator)} rows {locator.column_names}")
     spec = locator[0]
     task, source, protocol = spec["mmr3_task"], spec["data"], spec["protocol"]
     try:
@@ -100,8 +98,7 @@ def process_results(doc: dict, results: list[str]) -> dict:
     ref = payload_ref(payload)
     protocol = "all" if len(results) == 1 else "sampling"
     return {
-        name: payload if name == FULL_PAYLOAD_METRIC else ref
-        for name in taskdefs.metric_names(doc["task"], protocol)
+        name: payload if name == FULL_PAYLOAD_METRIC else ref for name in taskdefs.metric_names(doc["task"], protocol)
     }
 
 

@@ -52,13 +52,7 @@ def register_tasks() -> bool:
 
 
 def _with_our_tasks(include_path):
-    paths = (
-        []
-        if include_path is None
-        else [include_path]
-        if isinstance(include_path, str)
-        else list(include_path)
-    )
+    paths = [] if include_path is None else [include_path] if isinstance(include_path, str) else list(include_path)
     ours = os.path.realpath(TASKS_DIR)
     for p in paths:
         given = os.path.realpath(p)
@@ -77,7 +71,5 @@ def entry_point() -> list:
     except Exception as err:  # a plugin must not take lmms-eval down with it; --include_path still works
         import warnings
 
-        warnings.warn(
-            f"mmr3_tasks could not register its tasks ({err}); pass --include_path {TASKS_DIR}", stacklevel=1
-        )
+        warnings.warn(f"mmr3_tasks could not register its tasks ({err}); pass --include_path {TASKS_DIR}", stacklevel=1)
     return []
