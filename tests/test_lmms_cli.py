@@ -221,3 +221,19 @@ def test_samples_alone_reproduce_the_results_and_report_reads_them(scripted_buil
     assert rephrase.rows[-1][1] == pytest.approx(68.75)  # Samp Acc from mmr3_rephrase_sampling
     assert cli.main(["report", str(run.out_dir), "--name", "scripted", "--format", "csv"]) == 0
     assert "scripted," in capsys.readouterr().out
+
+
+def test_a_builtin_lmms_eval_chat_model_runs_our_tasks(run_lmms_eval, tmp_path):
+    # lmms-eval's own llava_hf resolves to its chat class: our tasks reach it as auto-built messages.
+    pytest.importorskip("decord")  # lmms-eval's llava_hf imports it at module level
+    from mmr3_adapters.tiny import build_tiny_llava
+
+    ckpt = build_tiny_llava(tmp_path / "tiny-llava")
+    run = run_lmms_eval(
+        "--model", "llava_hf", "--model_args", f"pretrained={ckpt},device_map=cpu", "--device", "cpu",
+        "--tasks", "mmr3_mini_context", "--limit", "6",
+    )  # fmt: skip
+    ctx = run.results["results"]["mmr3_mini_context"]
+    assert ctx["responses,none"] == 6 and ctx["groups_complete,none"] == 2
+    assert all(isinstance(ctx[f"{m},none"], float) for m in ("acc", "s_gt", "con", "s_c"))
+    assert all(s["acc"]["response"] for s in run.samples("mmr3_mini_context"))

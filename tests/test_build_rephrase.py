@@ -1,0 +1,258 @@
+"""Rephrasing: the paper's prompt, reply parsing, the cache, and both generator backends against
+a real HTTP server on 127.0.0.1 (429, 500, malformed JSON, slow replies, bad key, unknown model)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_fixtures import ChatServer, reply_for  # noqa: E402
+
+from mmr3_tasks.builder.render import ImageRef, RephraseItem  # noqa: E402
+from mmr3_tasks.builder.rephrase import (  # noqa: E402
+    GeneratorConfig,
+    GeneratorError,
+    LocalHF,
+    OpenAIChat,
+    RephraseStats,
+    ReplyCache,
+    parse_rephrasings,
+    rephrase_items,
+    rephrase_prompt,
+)
+
+
+def test_prompt_is_the_papers_verbatim():
+    assert rephrase_prompt("What is the minimum age to vote in Canada?", "18") == (
+        "I have a question: What is the minimum age to vote in Canada? Please give me three different types "
+        "of rephrased questions to which the answer would be 18."
+    )
+
+
+ORIGINAL = "What is the minimum age requirement to do this in Canada?"
+
+
+@pytest.mark.parametrize(
+    "reply,expected",
+    [
+        ("1. What is A?\n2. What is B?\n3. What is C?", ["What is A?", "What is B?", "What is C?"]),
+        (
+            "Sure! Here they are:\n\nR1: What is A?\nR2: What is B?\nR3: What is C?",
+            ["What is A?", "What is B?", "What is C?"],
+        ),
+        (
+            'Rephrased question 1: "What is A?"\n**2.** What is B?\n(3) What is C?',
+            ["What is A?", "What is B?", "What is C?"],
+        ),
+        (
+            "Type 1 (formal): What is A?\nType 2 (casual): What is B?\n- What is C?\n- What is D?",
+            ["What is A?", "What is B?", "What is C?"],
+        ),
+        # Lines that are not questions (intros, explanations) are not rephrasings.
+        (
+            "1. What is A?\nThis one is formal.\n2. What is B?\n3. What is C?",
+            ["What is A?", "What is B?", "What is C?"],
+        ),
+    ],
+)
+def test_usable_replies(reply, expected):
+    assert parse_rephrasings(reply, ORIGINAL) == (expected, "")
+
+
+@pytest.mark.parametrize(
+    "reply,reason",
+    [
+        ("", "empty output"),
+        ("   \n ", "empty output"),
+        ("1. What is A?\n2. What is B?", "fewer than 3 questions"),
+        ("I cannot help with that.", "fewer than 3 questions"),
+        ("1. What is A?\n2. what is a\u00a0?\n3. What is C?", "duplicate questions"),  # case/space only
+        (f"1. {ORIGINAL}\n2. What is B?\n3. What is C?", "duplicate questions"),  # repeats the source
+    ],
+)
+def test_unusable_replies(reply, reason):
+    assert parse_rephrasings(reply, ORIGINAL) == (None, reason)
+
+
+def test_cache_survives_a_half_written_line(tmp_path):
+    path = tmp_path / "cache.jsonl"
+    cache = ReplyCache(path)
+    cache.put("k1", {"output": "one"})
+    with open(path, "a", encoding="utf-8") as f:
+        f.write('{"key": "k2", "output": "tw')  # killed mid-write
+    again = ReplyCache(path)
+    assert again.replies == {"k1": "one"}
+    again.put("k3", {"output": "three"})
+    assert ReplyCache(path).replies == {"k1": "one", "k3": "three"}
+    assert all(json.loads(line) for line in path.read_text().splitlines())
+
+
+def test_cache_key_ignores_endpoint_and_speed():
+    a = GeneratorConfig(model="m", base_url="http://a/v1", concurrency=2)
+    b = GeneratorConfig(model="m", base_url="http://b/v1", concurrency=32, timeout_s=5)
+    assert a.cache_identity() == b.cache_identity()
+    assert a.cache_identity() != GeneratorConfig(model="m", temperature=0.0).cache_identity()
+
+
+# --------------------------------------------------------------------------- OpenAI-compatible endpoint
+
+
+def _config(server: ChatServer, **kw) -> GeneratorConfig:
+    kw.setdefault("backoff_s", 0.01)
+    return GeneratorConfig(model="gpt-test", base_url=server.base_url, api_key_env="MMR3_TEST_KEY", **kw)
+
+
+@pytest.fixture
+def key(monkeypatch):
+    monkeypatch.setenv("MMR3_TEST_KEY", "sk-test")
+
+
+def _run(config: GeneratorConfig, prompts: list[str]) -> tuple[dict, OpenAIChat]:
+    client = OpenAIChat(config)
+    replies: dict[str, str] = {}
+    client.generate([(str(i), p) for i, p in enumerate(prompts)], lambda rid, text: replies.__setitem__(rid, text))
+    return replies, client
+
+
+def test_many_requests_in_flight(key):
+    prompts = [rephrase_prompt(f"Question number {i} about a fairly long topic here?", "x") for i in range(24)]
+    with ChatServer(latency=0.2) as server:
+        started = time.monotonic()
+        replies, _ = _run(_config(server, concurrency=8), prompts)
+        elapsed = time.monotonic() - started
+    assert [replies[str(i)] for i in range(24)] == [reply_for(p) for p in prompts]
+    assert server.max_in_flight == 8
+    assert elapsed < 24 * 0.2 / 4  # serially it would take 4.8 s
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        ["429", "429"],
+        ["500", "503"],
+        ["malformed"],
+        ["empty-choices"],
+        ["slow"],  # past the client's timeout: retried
+        ["429", "500", "malformed"],
+    ],
+)
+def test_transient_failures_are_retried(key, faults):
+    prompts = [rephrase_prompt("FLAKY question with enough words to pass the filter?", "x")]
+    with ChatServer(slow_s=1.5) as server:
+        server.faults = {"FLAKY": faults}
+        replies, client = _run(_config(server, timeout_s=0.5, max_retries=4), prompts)
+    assert replies == {"0": reply_for(prompts[0])}
+    assert client.retries == len(faults)
+    assert len(server.log) == len(faults) + 1
+
+
+def test_retries_run_out_with_a_clear_error(key):
+    with ChatServer() as server:
+        server.faults = {"DOWN": ["500"] * 10}
+        with pytest.raises(GeneratorError, match=r"gave up after 3 attempts.*HTTP 500.*run the same command again"):
+            _run(_config(server, max_retries=2), ["DOWN forever"])
+
+
+def test_bad_key_fails_at_once(monkeypatch):
+    monkeypatch.setenv("MMR3_TEST_KEY", "sk-wrong")
+    with ChatServer() as server:
+        with pytest.raises(GeneratorError, match=r"refused \(HTTP 401\): set \$MMR3_TEST_KEY"):
+            _run(_config(server, max_retries=5), ["a", "b", "c"])
+    assert server.statuses[401] >= 1 and sum(server.statuses.values()) <= 3  # no retries
+
+
+def test_unknown_model_or_route_fails_at_once(key):
+    with ChatServer() as server:
+        config = GeneratorConfig(model="no-such-model", base_url=server.base_url, api_key_env="MMR3_TEST_KEY")
+        with pytest.raises(GeneratorError, match=r"HTTP 404 .*--api-model 'no-such-model'"):
+            _run(config, ["a"])
+        wrong_route = GeneratorConfig(
+            model="gpt-test", base_url=server.base_url[: -len("/v1")], api_key_env="MMR3_TEST_KEY"
+        )
+        with pytest.raises(GeneratorError, match="HTTP 404 at http://127.0.0.1:[0-9]+/chat/completions"):
+            _run(wrong_route, ["a"])
+
+
+def test_no_key_for_openai_is_an_error(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(GeneratorError, match=r"\$OPENAI_API_KEY"):
+        OpenAIChat(GeneratorConfig())
+
+
+def _items(texts: list[str]) -> list[RephraseItem]:
+    return [
+        RephraseItem(f"g{i}", "okvqa", str(i), ImageRef(key=f"img{i}"), t, ["dog"], "lic", "src")
+        for i, t in enumerate(texts)
+    ]
+
+
+def test_rephrase_items_rejects_counts_and_never_repeats_a_request(key, tmp_path):
+    texts = [
+        "What kind of animal is sitting next to the man on the bench?",
+        "NOQUESTION what is happening in this particular picture right now?",
+        "DUPLICATE which color is the car parked near the tree over there?",
+    ]
+    with ChatServer() as server:
+        config = _config(server)
+        cache = ReplyCache(tmp_path / "c.jsonl")
+        stats = RephraseStats()
+        ok = rephrase_items(_items(texts), lambda: OpenAIChat(config), config, cache, stats)
+        assert [i.group_id for i in ok] == ["g0"] and len(ok[0].rephrasings) == 3
+        assert stats.rejected == {"fewer than 3 questions": 1, "duplicate questions": 1}
+        assert stats.requested == 3 and len(server.log) == 3
+        # Again, from a fresh cache object over the same file: nothing is requested.
+        stats2 = RephraseStats()
+        ok2 = rephrase_items(
+            _items(texts), lambda: pytest.fail("no generator needed"), config, ReplyCache(tmp_path / "c.jsonl"), stats2
+        )
+        assert [i.rephrasings for i in ok2] == [i.rephrasings for i in ok]
+        assert stats2.cached == 3 and stats2.requested == 0 and len(server.log) == 3
+
+
+# --------------------------------------------------------------------------- local transformers model
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    """A tiny random GPT-2 with a word-level tokenizer, built offline."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    words = (
+        "i have a question what is the dog please give me three different types of rephrased questions "
+        "to which answer would be ?"
+    ).split()
+    vocab = {w: i for i, w in enumerate(["<unk>", "<eos>", "1.", "2.", "3.", "\n", *words])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>", pad_token="<eos>")
+    folder = tmp_path_factory.mktemp("tiny_lm")
+    fast.save_pretrained(folder)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_positions=128, n_embd=16, n_layer=1, n_head=2)).save_pretrained(
+        folder
+    )
+    return folder
+
+
+def test_local_transformers_backend_generates_and_is_reproducible(tiny_lm):
+    config = GeneratorConfig(
+        backend="transformers", model=str(tiny_lm), max_tokens=12, batch_size=2, temperature=0.0, device="cpu"
+    )
+    prompts = [(f"q{i}", rephrase_prompt(f"what is the dog {i}?", "dog")) for i in range(3)]
+    first: dict[str, str] = {}
+    LocalHF(config).generate(prompts, lambda rid, text: first.__setitem__(rid, text))
+    second: dict[str, str] = {}
+    LocalHF(config).generate(prompts, lambda rid, text: second.__setitem__(rid, text))
+    assert set(first) == {"q0", "q1", "q2"} and first == second
+    assert all(isinstance(t, str) for t in first.values())
+
+
+def test_local_backend_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(GeneratorError, match="--rephrase-model"):
+        LocalHF(GeneratorConfig(backend="transformers", model=str(tmp_path / "absent"), device="cpu"))
