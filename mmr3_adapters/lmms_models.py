@@ -6,16 +6,32 @@ The only module of mmr3_adapters that imports lmms_eval: wrappers here are thin,
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, ClassVar
 
-from lmms_eval.api.instance import Instance
+from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
 from lmms_eval.api.model import lmms
 from lmms_eval.models.registry_v2 import ModelManifest
 
+from mmr3_adapters import prompts
+from mmr3_adapters.generation import GenerationSettings, sample_id
+from mmr3_adapters.hf_models import (
+    Blip2Generator,
+    LlavaGenerator,
+    Query,
+    Sample,
+    VisionLanguageGenerator,
+    resolve_placement,
+)
+
 MODEL_IDS = {
     "mmr3_replay": "mmr3_adapters.lmms_models.Replay",
+    "mmr3_blip2": "mmr3_adapters.lmms_models.Blip2",
+    "mmr3_llava": "mmr3_adapters.lmms_models.Llava",
 }
 
 
@@ -34,14 +50,10 @@ class Replay(lmms):
     id: a missing answer is never scored as an empty one.
     """
 
-    def __init__(
-        self, responses: str, batch_size: int | str = 1, device: str | None = None, **kwargs
-    ) -> None:
+    def __init__(self, responses: str, batch_size: int | str = 1, device: str | None = None, **kwargs) -> None:
         super().__init__()
         if kwargs:
-            raise TypeError(
-                f"mmr3_replay got unknown model_args {sorted(kwargs)}; it takes only responses=FILE"
-            )
+            raise TypeError(f"mmr3_replay got unknown model_args {sorted(kwargs)}; it takes only responses=FILE")
         self.path = Path(responses)
         if not self.path.is_file():
             raise FileNotFoundError(f"mmr3_replay: responses file {str(self.path)!r} does not exist")
@@ -90,3 +102,236 @@ class Replay(lmms):
 
     def generate_until_multi_round(self, requests):
         raise NotImplementedError("mmr3_replay only answers single-round generation tasks")
+
+
+class _BatchedVLM(lmms):
+    """Shared lmms-eval side of mmr3_blip2 / mmr3_llava: arguments, accelerate, requests -> queries.
+
+    The generation itself is `hf_models.VisionLanguageGenerator`'s; this class only translates.
+    """
+
+    model_id: ClassVar[str] = ""
+    generator_class: ClassVar[type[VisionLanguageGenerator]]
+    example: ClassVar[str] = ""
+
+    def _setup(
+        self,
+        *,
+        pretrained: str | None,
+        revision: str | None,
+        device: str | None,
+        dtype: str | None,
+        device_map: str | None,
+        attn_implementation: str | None,
+        batch_size: int | str,
+        trust_remote_code: bool,
+        adapter: str | None,
+        unknown: dict[str, Any],
+        family_kwargs: dict[str, Any],
+    ) -> None:
+        if unknown:
+            raise TypeError(
+                f"{self.model_id} got unknown model_args {sorted(unknown)}; see docs/models.md for the accepted ones"
+            )
+        if adapter is not None:
+            raise NotImplementedError(
+                f"{self.model_id}: adapter={adapter!r} is not implemented yet (the consistency adapter "
+                "comes in a later release); drop adapter= to evaluate the plain backbone"
+            )
+        if not pretrained:
+            raise ValueError(
+                f"{self.model_id} needs pretrained=<hub id or local folder>, "
+                f"e.g. --model_args pretrained={self.example}"
+            )
+        self.batch_size_per_gpu = _positive_int(f"{self.model_id}: batch_size", batch_size)
+
+        import torch
+        from accelerate import Accelerator
+
+        accelerator = Accelerator()
+        placement = resolve_placement(
+            device,
+            device_map,
+            num_processes=accelerator.num_processes,
+            process_index=accelerator.process_index,
+            process_device=str(accelerator.device),
+            cuda_available=torch.cuda.is_available(),
+        )
+        self.accelerator = accelerator
+        self.pretrained = str(pretrained)
+        self.adapter = adapter
+        self.generator = self.generator_class.from_pretrained(
+            pretrained,
+            revision=revision,
+            dtype=dtype,
+            device=placement.device,
+            device_map=placement.device_map,
+            attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code,
+            **family_kwargs,
+        )
+        if placement.world_size > 1:
+            # Moves the model to this process's device and applies accelerate's mixed precision;
+            # evaluation_mode: no DDP wrapper (nothing trains, every rank generates on its own shard).
+            self.generator.model = accelerator.prepare_model(self.generator.model, evaluation_mode=True)
+        self._device = torch.device(placement.device)
+        self._rank = placement.rank
+        self._world_size = placement.world_size
+
+    @property
+    def device(self):
+        return self._device
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch_size_per_gpu
+
+    def generate_until(self, requests: list[Instance]) -> list[GenerationResult]:
+        """Answers in batches of `batch_size`; a failure raises with the sample's row id."""
+        if self.generator is None:
+            raise RuntimeError(f"{self.model_id}: the model was released by clean(); build a new instance")
+        from tqdm import tqdm
+
+        queries = [self._query(req) for req in requests]
+        with tqdm(total=len(queries), disable=self.rank != 0, desc=f"{self.model_id} responding") as bar:
+            answers = self.generator.generate_all(queries, self.batch_size_per_gpu, on_batch=bar.update)
+        return [
+            GenerationResult(a.text, TokenCounts(input_tokens=a.input_tokens, output_tokens=a.output_tokens))
+            for a in answers
+        ]
+
+    def _query(self, req: Instance) -> Query:
+        context, gen_kwargs, doc_to_visual, doc_id, task, split = req.args
+        where = f"{task}/{doc_id}"
+        try:
+            settings = GenerationSettings.from_gen_kwargs(gen_kwargs)
+        except ValueError as err:
+            raise ValueError(f"{self.model_id}, task {task}: {err}") from err
+        load = functools.partial(self._load, context, doc_to_visual, task, split, doc_id)
+        return Query(context=context, settings=settings, load=load, where=where)
+
+    def _load(self, context: str, doc_to_visual: Callable, task: str, split: str, doc_id: int) -> Sample:
+        doc = self.task_dict[task][split][doc_id]
+        row_id = sample_id(doc, task, doc_id)
+        visuals = doc_to_visual(doc) if doc_to_visual is not None else []
+        images = _flatten(visuals or [])
+        for image in images:
+            if not hasattr(image, "convert"):  # PIL images; videos arrive as paths
+                raise TypeError(
+                    f"sample {row_id}: {self.model_id} takes PIL images from doc_to_visual, got {type(image).__name__}"
+                )
+        return Sample(sample_id=row_id, context=context, images=tuple(images))
+
+    def loglikelihood(self, requests):
+        raise NotImplementedError(f"{self.model_id} answers generate_until tasks only")
+
+    def generate_until_multi_round(self, requests):
+        raise NotImplementedError(f"{self.model_id} answers single-round generate_until tasks only")
+
+    def clean(self) -> None:
+        """Frees the model after lmms-eval's inference (it calls this once, before scoring)."""
+        self.generator = None
+        super().clean()
+
+
+class Blip2(_BatchedVLM):
+    """BLIP-2 (OPT or Flan-T5 language model), batched: `--model mmr3_blip2`.
+
+    Prompt: `prompts.BLIP2_PROMPT` ("Question: {question} Answer:"), or `prompt=`. One image per doc.
+    Arguments are documented in docs/models.md.
+    """
+
+    model_id = "mmr3_blip2"
+    generator_class = Blip2Generator
+    example = "Salesforce/blip2-opt-2.7b"
+
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        revision: str | None = None,
+        device: str | None = None,
+        dtype: str | None = "auto",
+        device_map: str | None = None,
+        attn_implementation: str | None = None,
+        batch_size: int | str = 1,
+        max_batch_size: int | str | None = None,  # passed by lmms-eval; batch sizes are fixed here
+        trust_remote_code: bool = False,
+        prompt: str = prompts.BLIP2_PROMPT,
+        adapter: str | None = None,
+        **unknown: Any,
+    ) -> None:
+        super().__init__()
+        self._setup(
+            pretrained=pretrained,
+            revision=revision,
+            device=device,
+            dtype=dtype,
+            device_map=device_map,
+            attn_implementation=attn_implementation,
+            batch_size=batch_size,
+            trust_remote_code=trust_remote_code,
+            adapter=adapter,
+            unknown=unknown,
+            family_kwargs={"prompt": prompt},
+        )
+
+
+class Llava(_BatchedVLM):
+    """LLaVA-1.5 and other llava-hf `LlavaForConditionalGeneration` checkpoints, batched: `--model mmr3_llava`.
+
+    Prompt: the processor's chat template, or `prompts.LLAVA_FALLBACK_PROMPT` without one (or with
+    `use_chat_template=false`). Arguments are documented in docs/models.md.
+    """
+
+    model_id = "mmr3_llava"
+    generator_class = LlavaGenerator
+    example = "llava-hf/llava-1.5-7b-hf"
+
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        revision: str | None = None,
+        device: str | None = None,
+        dtype: str | None = "auto",
+        device_map: str | None = None,
+        attn_implementation: str | None = None,
+        batch_size: int | str = 1,
+        max_batch_size: int | str | None = None,  # passed by lmms-eval; batch sizes are fixed here
+        trust_remote_code: bool = False,
+        use_chat_template: bool = True,
+        adapter: str | None = None,
+        **unknown: Any,
+    ) -> None:
+        super().__init__()
+        self._setup(
+            pretrained=pretrained,
+            revision=revision,
+            device=device,
+            dtype=dtype,
+            device_map=device_map,
+            attn_implementation=attn_implementation,
+            batch_size=batch_size,
+            trust_remote_code=trust_remote_code,
+            adapter=adapter,
+            unknown=unknown,
+            family_kwargs={"use_chat_template": bool(use_chat_template)},
+        )
+
+
+def _positive_int(name: str, value: int | str) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if isinstance(value, bool) or n < 1 or str(n) != str(value).strip():
+        raise ValueError(f"{name} must be a positive integer, got {value!r} (mmr3 models take a fixed batch size)")
+    return n
+
+
+def _flatten(visuals: Any) -> list:
+    if not isinstance(visuals, (list, tuple)):
+        return [visuals]
+    out = []
+    for v in visuals:
+        out.extend(_flatten(v))
+    return out

@@ -1,0 +1,170 @@
+"""Batched generation on tiny random BLIP-2 (OPT, T5) and LLaVA checkpoints, without lmms-eval."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmr3_adapters import prompts, tiny
+from mmr3_adapters.generation import GenerationError, GenerationSettings
+from mmr3_adapters.hf_models import Blip2Generator, LlavaGenerator, Sample
+from tests.tiny_models import FAMILIES, QUESTIONS, images, tiny_checkpoint
+
+GREEDY = GenerationSettings.from_gen_kwargs({"max_new_tokens": 12, "temperature": 0, "do_sample": False})
+CLASSES = {"llava": LlavaGenerator, "blip2-opt": Blip2Generator, "blip2-t5": Blip2Generator}
+
+
+@pytest.fixture(scope="session")
+def generators(tmp_path_factory):
+    return {
+        family: CLASSES[family].from_pretrained(tiny_checkpoint(family, tmp_path_factory), dtype="float32")
+        for family in FAMILIES
+    }
+
+
+def samples(n: int = len(QUESTIONS)) -> list[Sample]:
+    return [Sample(f"row-{i}", q, (image,)) for i, (q, image) in enumerate(zip(QUESTIONS[:n], images(n), strict=True))]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_batch_equals_one_by_one_equals_the_models_own_generate(generators, family):
+    gen = generators[family]
+    batch = samples()
+    one_by_one = [gen.generate([s], GREEDY)[0].text for s in batch]
+    together = [a.text for a in gen.generate(batch, GREEDY)]
+    # The model's own generate(input_ids, pixel_values): our embeddings path must not change a token.
+    reference = gen.reference_generate(batch, GREEDY)
+    assert together == one_by_one == reference
+    assert all(together) and len(set(together)) > 1  # non-empty, and not one answer for all
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_batches_are_left_padded(generators, family):
+    gen = generators[family]
+    batch = gen.build_batch(samples())
+    lengths = batch.attention_mask.sum(dim=1)
+    assert len(set(lengths.tolist())) > 1, "the questions should tokenise to different lengths"
+    width = batch.input_ids.shape[1]
+    for row, mask, n in zip(batch.input_ids, batch.attention_mask, lengths.tolist(), strict=True):
+        assert mask[: width - n].eq(0).all() and mask[width - n :].eq(1).all()
+        assert row[: width - n].eq(gen.pad_token_id).all()
+    # Every prompt keeps all its image placeholders (BLIP-2's processor would put them before padding).
+    per_image = (batch.input_ids == gen.image_token_id).sum(dim=1)
+    assert per_image.eq(per_image[0]).all() and per_image[0] > 0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_input_embeddings_carry_the_image_features(generators, family):
+    gen = generators[family]
+    batch = gen.build_batch(samples(2))
+    embeds, mask = gen.input_embeddings(batch)
+    assert embeds.shape[:2] == batch.input_ids.shape and mask.shape == batch.input_ids.shape
+    text_only = gen.model.get_input_embeddings()(batch.input_ids)
+    slots = batch.input_ids == gen.image_token_id
+    assert not torch.equal(embeds[slots], text_only[slots])  # image features written into the slots
+    assert torch.equal(embeds[~slots], text_only[~slots])  # everything else untouched
+
+
+def test_until_cuts_the_answer(generators):
+    gen = generators["llava"]
+    full = gen.generate(samples(1), GREEDY)[0].text
+    stop = full[3:5]
+    cut = gen.generate(samples(1), GenerationSettings.from_gen_kwargs({"max_new_tokens": 12, "until": [stop]}))[0]
+    assert cut.text == full[: full.index(stop)].strip()
+
+
+def test_sampling_runs_and_counts_tokens(generators):
+    gen = generators["blip2-opt"]
+    settings = GenerationSettings.from_gen_kwargs({"max_new_tokens": 5, "temperature": 1.0, "top_p": 0.9})
+    torch.manual_seed(0)
+    answers = gen.generate(samples(3), settings)
+    assert all(0 < a.output_tokens <= 5 and a.input_tokens > 0 for a in answers)
+
+
+def test_a_generation_failure_names_every_sample_of_the_batch(generators, monkeypatch):
+    gen = generators["llava"]
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(gen, "generate_from_embeddings", boom)
+    with pytest.raises(GenerationError) as err:
+        gen.generate(samples(2), GREEDY)
+    assert "['row-0', 'row-1']" in str(err.value) and "CUDA out of memory (simulated)" in str(err.value)
+
+
+def test_blip2_refuses_two_images_with_the_sample_id(generators):
+    with pytest.raises(GenerationError, match="sample two-images: BLIP-2 answers about exactly one image, got 2"):
+        generators["blip2-opt"].generate([Sample("two-images", "Q?", tuple(images(2)))], GREEDY)
+
+
+def test_llava_uses_the_processors_chat_template_or_the_fallback(generators, tmp_path_factory):
+    gen = generators["llava"]
+    assert gen.chat_template  # the tiny processor carries llava-1.5-hf's template
+    assert gen.prompt("What is shown?", 1) == "USER: <image>\nWhat is shown? ASSISTANT:"
+    assert gen.prompt("What is shown?", 1) == prompts.llava_prompt("What is shown?", 1, None)
+    plain = LlavaGenerator(gen.model, gen.processor, use_chat_template=False)
+    assert plain.chat_template is None and plain.prompt("Q?", 2) == "USER: <image>\n<image>\nQ? ASSISTANT:"
+
+
+def test_blip2_prompt_override(generators):
+    gen = generators["blip2-t5"]
+    custom = Blip2Generator(gen.model, gen.processor, prompt="Question: {question} Short answer:")
+    assert custom.prompt("What?", 1) == "Question: What? Short answer:"
+    with pytest.raises(ValueError, match="prompt must contain {question}"):
+        Blip2Generator(gen.model, gen.processor, prompt="Answer:")
+
+
+def test_wrong_family_is_refused_with_the_right_model_id(tmp_path_factory):
+    with pytest.raises(ValueError, match="is a 'llava' checkpoint, not BLIP-2.*use --model mmr3_llava"):
+        Blip2Generator.from_pretrained(tiny_checkpoint("llava", tmp_path_factory))
+
+
+def test_tiny_builders_are_deterministic(tmp_path, tmp_path_factory):
+    from safetensors.torch import load_file
+
+    again = tiny.build_tiny_blip2(tmp_path / "again", backbone="opt")
+    first = tiny_checkpoint("blip2-opt", tmp_path_factory)
+    a, b = load_file(first / "model.safetensors"), load_file(again / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (first / "tokenizer.json").read_text() == (again / "tokenizer.json").read_text()
+
+
+def test_tiny_cli_builds_a_loadable_checkpoint(tmp_path, capsys):
+    assert tiny.main(["blip2-t5", str(tmp_path / "t5")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "t5")
+    gen = Blip2Generator.from_pretrained(tmp_path / "t5")
+    assert gen.encoder_decoder and gen.generate(samples(1), GREEDY)[0].text
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_transform_embeddings_is_what_the_language_model_reads(generators, family):
+    """The seam the consistency adapter will use: a prefix prepended to the LLM's input sequence."""
+    gen = generators[family]
+    plain = [a.text for a in gen.generate(samples(3), GREEDY)]
+
+    def prepend(masked: bool):
+        def transform(embeds, mask):
+            torch.manual_seed(0)
+            prefix = torch.randn(embeds.shape[0], 3, embeds.shape[2], dtype=embeds.dtype)
+            prefix_mask = torch.zeros if masked else torch.ones
+            return torch.cat([prefix, embeds], 1), torch.cat([prefix_mask(mask.shape[0], 3, dtype=mask.dtype), mask], 1)
+
+        return transform
+
+    gen.transform_embeddings = prepend(masked=True)
+    try:
+        assert [a.text for a in gen.generate(samples(3), GREEDY)] == plain  # masked out: nothing changes
+        gen.transform_embeddings = prepend(masked=False)
+        assert [a.text for a in gen.generate(samples(3), GREEDY)] != plain  # attended: the answers move
+    finally:
+        del gen.transform_embeddings  # back to the class's identity
+
+
+def test_loading_options_reach_the_model(tmp_path_factory):
+    path = tiny_checkpoint("llava", tmp_path_factory)
+    gen = LlavaGenerator.from_pretrained(path, dtype="bfloat16", attn_implementation="eager", device_map="cpu")
+    assert gen.model.dtype is torch.bfloat16
+    assert gen.model.config._attn_implementation == "eager"
+    assert {p.device.type for p in gen.model.parameters()} == {"cpu"}
+    assert gen.generate(samples(2), GREEDY)[0].text  # bf16 vision features reach a bf16 LLM
