@@ -115,8 +115,14 @@ def test_missing_source_files_are_named(tmp_path):
         sources.coco(str(tmp_path))
 
 
-def test_validate_image_reasons(tmp_path):
+@pytest.mark.parametrize("lenient_pil", [False, True])
+def test_validate_image_reasons(tmp_path, monkeypatch, lenient_pil):
+    from PIL import ImageFile
+
     from mmr3_tasks.builder.render import ImageRef
+
+    # lmms-eval turns LOAD_TRUNCATED_IMAGES on process-wide when imported; a cut file must still fail.
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", lenient_pil)
 
     fx.save_jpeg(tmp_path / "ok.jpg", fx.synthetic_image(0))
     fx.write_corrupt(tmp_path / "bad.jpg")

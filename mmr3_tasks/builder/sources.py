@@ -24,6 +24,7 @@ are captions, without boxes). Pass `hub:<dataset id or local folder>`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -31,6 +32,7 @@ import logging
 import os
 import random
 import re
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -624,6 +626,27 @@ def read_source(name: str, location: str, seed: int) -> SourcePool:
     return reader(location, seed) if seeded else reader(location)
 
 
+_STRICT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _strict_decoding():
+    """Makes PIL refuse a truncated file here, whatever the process-wide setting.
+
+    lmms-eval sets `ImageFile.LOAD_TRUNCATED_IMAGES = True` when it is imported, and then a cut JPEG
+    decodes (grey-filled) instead of failing; a build in the same process must still catch it.
+    """
+    from PIL import ImageFile
+
+    with _STRICT_LOCK:
+        old = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = old
+
+
 def validate_image(ref: ImageRef) -> str | None:
     """Why the image cannot be used (a short reason for the report), or None when it looks fine.
 
@@ -638,7 +661,8 @@ def validate_image(ref: ImageRef) -> str | None:
     def check(im) -> None:
         if im.format == "JPEG":
             im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
-            im.load()
+            with _strict_decoding():
+                im.load()
         else:
             im.verify()
 
