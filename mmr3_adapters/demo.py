@@ -9,7 +9,6 @@ results JSON and samples under --out, and prints the tables of `mmr3 report`.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -47,9 +46,9 @@ def hub_checkpoint(model_id: str) -> Path | None:
 
 def tiny_checkpoint() -> Path:
     from mmr3_adapters.tiny import build_tiny_llava
+    from mmr3_tasks.data import cache_root
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mmr3" / "tiny-llava"
-    return Path(build_tiny_llava(cache))
+    return Path(build_tiny_llava(cache_root() / "tiny-llava"))
 
 
 def lmms_eval_command(checkpoint: Path, args: argparse.Namespace) -> list[str]:

@@ -46,8 +46,10 @@ class Replay(lmms):
     For scoring responses that some other system produced (an API batch job, another harness)
     with exactly the same tasks and metrics: `--model mmr3_replay --model_args responses=FILE`.
     FILE is JSON lines, `{"id": "<row id>", "response": "..."}`, or `"responses": [...]` for the
-    Sampling protocol's repeated queries. A query whose id the file lacks stops the run with that
-    id: a missing answer is never scored as an empty one.
+    Sampling protocol's repeated queries. A line with `"task": "<lmms-eval task>"` answers only that
+    task, ahead of lines without one: the All and Sampling tasks ask the same first variant of each
+    group, and separately sampled answers can then be replayed for both. A query whose id the file
+    lacks stops the run with that id: a missing answer is never scored as an empty one.
     """
 
     def __init__(self, responses: str, batch_size: int | str = 1, device: str | None = None, **kwargs) -> None:
@@ -57,7 +59,7 @@ class Replay(lmms):
         self.path = Path(responses)
         if not self.path.is_file():
             raise FileNotFoundError(f"mmr3_replay: responses file {str(self.path)!r} does not exist")
-        self.answers: dict[str, list[str]] = {}
+        self.answers: dict[tuple[str | None, str], list[str]] = {}
         with self.path.open(encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
@@ -65,7 +67,7 @@ class Replay(lmms):
                 try:
                     row = json.loads(line)
                     texts = row["responses"] if "responses" in row else [row["response"]]
-                    self.answers[str(row["id"])] = [str(t) for t in texts]
+                    self.answers[(row.get("task"), str(row["id"]))] = [str(t) for t in texts]
                 except (json.JSONDecodeError, KeyError, TypeError) as err:
                     raise ValueError(
                         f"{self.path}:{n}: expected {{'id': ..., 'response': ...}} or 'responses': [...], "
@@ -85,9 +87,9 @@ class Replay(lmms):
         for req in requests:
             _, _, _, doc_id, task, split = req.args
             row_id = self._row_id(task, split, doc_id)
-            if row_id not in self.answers:
+            texts = self.answers.get((task, row_id)) or self.answers.get((None, row_id))
+            if texts is None:
                 raise KeyError(f"mmr3_replay: no response for row {row_id!r} (task {task}) in {self.path}")
-            texts = self.answers[row_id]
             k = served[id(req)]
             served[id(req)] += 1
             if k >= len(texts):

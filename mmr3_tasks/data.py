@@ -10,16 +10,15 @@ a build. The demo set ships inside this package. Layout of a build (docs/data.md
 
 from __future__ import annotations
 
-import io
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
-from PIL import Image
 
-from mmr3_tasks import schema
+from mmr3_tasks import imagecheck, schema
 
 DATA_ENV = "MMR3_DATA"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -35,9 +34,19 @@ class DataSchemaError(ValueError):
     """The rows found do not follow schema.FEATURES or belong to another task."""
 
 
-def default_data_dir() -> Path:
+def cache_root() -> Path:
+    """`$XDG_CACHE_HOME/mmr3`, else `~/.cache/mmr3`: where mmr3 keeps what it builds."""
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "mmr3" / "data"
+    return Path(cache) / "mmr3"
+
+
+def default_data_dir() -> Path:
+    return cache_root() / "data"
+
+
+def data_origin() -> str:
+    """Where `data_location()` came from, in words."""
+    return f"${DATA_ENV}" if os.environ.get(DATA_ENV, "").strip() else f"the default (${DATA_ENV} is unset)"
 
 
 def data_location() -> str:
@@ -63,22 +72,37 @@ def load_split(task: str, split: str = "test", location: str | None = None) -> d
         files = split_files(root, task, split)
         if not files:
             raise DataNotFoundError(_missing_message(task, split, location, f"{root / task}/{split}-*.parquet"))
-        return datasets.load_dataset(
-            "parquet", data_files={split: [str(f) for f in files]}, split=split, features=schema.FEATURES
-        )
+        # No `features=` here: it would fill a missing column with nulls instead of failing.
+        return as_schema(datasets.load_dataset("parquet", data_files={split: [str(f) for f in files]}, split=split))
     if _HUB_ID.match(location) and not location.startswith((".", "/", "~")):
         try:
-            return datasets.load_dataset(location, name=task, split=split)
+            ds = datasets.load_dataset(location, name=task, split=split)
         except Exception as err:  # the hub's errors vary by version; keep the cause, add the fix
-            raise DataNotFoundError(
-                _missing_message(task, split, location, f"hub dataset {location!r}, config {task!r}")
-                + f"\nCause: {err}"
-            ) from err
+            looked = f"a local folder {str(root.resolve())!r} (none), then hub dataset {location!r} config {task!r}"
+            raise DataNotFoundError(_missing_message(task, split, location, looked) + f"\nCause: {err}") from err
+        return as_schema(ds)
     raise DataNotFoundError(_missing_message(task, split, location, f"{root}/{task}/{split}-*.parquet"))
 
 
+def as_schema(ds: datasets.Dataset) -> datasets.Dataset:
+    """The rows in exactly schema.FEATURES, or DataSchemaError naming what differs."""
+    missing = [c for c in schema.COLUMNS if c not in ds.column_names]
+    if missing:
+        raise DataSchemaError(
+            f"dataset lacks the MM-R³ columns {missing}; rebuild it with `mmr3 build` (schema: mmr3_tasks.schema)"
+        )
+    ds = ds.select_columns(list(schema.COLUMNS))
+    if ds.features == schema.FEATURES:
+        return ds
+    try:
+        return ds.cast(schema.FEATURES)
+    except (ValueError, TypeError) as err:  # pyarrow / datasets cast errors
+        theirs = {c: str(ds.features[c]) for c in schema.COLUMNS if ds.features[c] != schema.FEATURES[c]}
+        raise DataSchemaError(f"columns of the wrong type {theirs}: {err}; rebuild with `mmr3 build`") from err
+
+
 def _missing_message(task: str, split: str, location: str, looked: str) -> str:
-    origin = f"${DATA_ENV}" if os.environ.get(DATA_ENV, "").strip() else f"the default (${DATA_ENV} is unset)"
+    origin = data_origin()
     return (
         f"MM-R³ {task} data ({split} split) not found.\n"
         f"  Looked in: {looked}  [from {origin}]\n"
@@ -87,6 +111,30 @@ def _missing_message(task: str, split: str, location: str, looked: str) -> str:
         f"  or set {DATA_ENV} to a folder (or hub dataset id) holding such a build.\n"
         f"  To try the pipeline without it, run the bundled demo tasks: --tasks mmr3_mini"
     )
+
+
+def fingerprint(source: str = "benchmark", location: str | None = None) -> str:
+    """Which data a run scored, for its results: the build manifest's sha256, or the hub id.
+
+    `demo:<sha>` for the bundled set; `build:<sha>` for a folder with `mmr3 build`'s manifest.json;
+    `files:<sha>` (names and sizes of the shards) for a folder without one; `hub:<id>` otherwise.
+    """
+    if source == "demo":
+        return f"demo:{_sha256_16((DEMO_DIR / 'manifest.json').read_bytes())}"
+    location = location or data_location()
+    root = Path(os.path.expanduser(location))
+    if not root.is_dir():
+        return f"hub:{location}"
+    manifest = root / "manifest.json"
+    if manifest.is_file():
+        return f"build:{_sha256_16(manifest.read_bytes())}"
+    shards = sorted(p for p in root.glob("*/*.parquet"))
+    listing = "\n".join(f"{p.relative_to(root)} {p.stat().st_size}" for p in shards)
+    return f"files:{_sha256_16(listing.encode())}"
+
+
+def _sha256_16(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def demo_file(task: str) -> Path:
@@ -121,20 +169,24 @@ class RowCheck:
 def check_rows(ds: datasets.Dataset, task: str | None = None) -> RowCheck:
     """Finds the rows a task cannot score faithfully.
 
-    Dropped, each with its reason: a missing or unreadable image, an id seen before (the first
-    row wins), no non-empty ground truth. A missing column or a row of another task is not a bad
-    row but a wrong dataset: DataSchemaError.
+    Dropped, each with its reason: no id, group or variant; an id seen before (the first row
+    wins); no non-empty ground truth; a missing image or one that does not decode in full. A
+    missing column or a row of another task is not a bad row but a wrong dataset: DataSchemaError.
     """
     missing = [c for c in schema.COLUMNS if c not in ds.column_names]
     if missing:
         raise DataSchemaError(
             f"dataset lacks the MM-R³ columns {missing}; rebuild it with `mmr3 build` (schema: mmr3_tasks.schema)"
         )
-    raw = ds.select_columns(["id", "task", "image", "answers"]).cast_column("image", datasets.Image(decode=False))
+    keys = ["id", "group_id", "variant", "variant_index"]
+    raw = ds.select_columns([*keys, "task", "image", "answers"]).cast_column("image", datasets.Image(decode=False))
     check = RowCheck()
     seen: set[str] = set()
     for i, row in enumerate(raw):
         row_id = row["id"]
+        if any(row[k] is None or row[k] == "" for k in keys):
+            check.drop("without an id, group or variant", str(row_id))
+            continue
         if task is not None and row["task"] != task:
             raise DataSchemaError(f"row {row_id!r} belongs to task {row['task']!r}, not {task!r}: wrong data folder?")
         if row_id in seen:
@@ -154,20 +206,10 @@ def check_rows(ds: datasets.Dataset, task: str | None = None) -> RowCheck:
 def _image_readable(image: dict | None) -> bool:
     if not image:
         return False
-    data = image.get("bytes")
-    try:
-        if data:
-            with Image.open(io.BytesIO(data)) as im:
-                im.verify()
-            return True
-        path = image.get("path")
-        if path and os.path.isfile(path):
-            with Image.open(path) as im:
-                im.verify()
-            return True
-    except Exception:  # PIL raises many types for bad files; all mean "unreadable"
-        return False
-    return False
+    if image.get("bytes"):
+        return imagecheck.decodes(image["bytes"])
+    path = image.get("path")
+    return bool(path) and os.path.isfile(path) and imagecheck.decodes(path)
 
 
 def sampling_rows(ds: datasets.Dataset) -> datasets.Dataset:

@@ -32,6 +32,8 @@ class MMR3SetupError(SystemExit):
 
 # --------------------------------------------------------------------------- docs
 
+DATA_COLUMN = "mmr3_data"  # added to the docs at load time; not part of the stored schema
+
 
 def load_docs(locator: datasets.Dataset) -> datasets.Dataset:
     """`process_docs`: replaces the task's one-row locator with the rows it names.
@@ -55,7 +57,8 @@ def load_docs(locator: datasets.Dataset) -> datasets.Dataset:
         ds = data.sampling_rows(ds)
     if len(ds) == 0:
         raise MMR3SetupError(f"no usable {task} rows left at {data.data_location()}: {check.summary()}")
-    return ds
+    # Every payload names the data it was scored on (results: `data_fingerprint`).
+    return ds.add_column(DATA_COLUMN, [data.fingerprint(source)] * len(ds))
 
 
 def doc_to_visual(doc: dict) -> list:
@@ -90,6 +93,7 @@ def process_results(doc: dict, results: list[str]) -> dict:
         "group_size": int(doc["group_size"]),
         "answers": list(doc["answers"]),
         "kinds": {c: doc[c] for c in schema.KIND_COLUMNS.get(doc["task"], ())},
+        "data": doc.get(DATA_COLUMN, ""),
     }
     if len(results) == 1:
         payload["response"] = results[0]
@@ -147,6 +151,7 @@ def score_payloads(items: list[dict], embedder: metrics.Embedder | None = None, 
     result = metrics.score(responses, embedder, clean_context=tasks == {"context"}, **kwargs)
     out = result.as_dict()
     out["embedding_model"] = getattr(embedder, "name", model)
+    out["data_fingerprint"] = ", ".join(sorted({p.get("data") or "unknown" for p in items}))
     return out
 
 

@@ -30,7 +30,7 @@ def gather() -> dict:
         "tasks_path": str(taskdefs.TASKS_DIR),
         "tasks": [d.name for d in taskdefs.TASK_DEFS] + list(taskdefs.GROUPS),
         "data_location": location,
-        "data_from": f"${data.DATA_ENV}" if data.os.environ.get(data.DATA_ENV, "").strip() else "default",
+        "data_from": data.data_origin(),
         "data": status,
         "demo_files": [str(data.demo_file(t)) for t in schema.TASKS],
         "embedding_model": embedding.requested_embedding_model(),

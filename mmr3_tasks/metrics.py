@@ -11,7 +11,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -62,7 +62,6 @@ class Report:
     breakdown: dict[str, dict[str, dict[str, float | None]]]
     counts: dict[str, int]
     threshold: float = CONSISTENCY_THRESHOLD
-    extras: dict[str, object] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
@@ -75,7 +74,6 @@ class Report:
             "breakdown": self.breakdown,
             "counts": self.counts,
             "threshold": self.threshold,
-            **self.extras,
         }
 
 
@@ -115,6 +113,11 @@ def is_correct(response: str, answers: Iterable[str]) -> bool:
     """Paper §3.3: correct when any ground truth is a case-insensitive substring of the response."""
     lowered = response.lower()
     return any(gt and gt.lower() in lowered for gt in answers)
+
+
+def _ground_truths(answers: Iterable[str], clean_context: bool) -> tuple[str, ...]:
+    cleaned = (clean_context_answer(a) if clean_context else a for a in answers if a and a.strip())
+    return tuple(dict.fromkeys(a.strip() for a in cleaned if a.strip()))
 
 
 def _embedding_text(text: str) -> str:
@@ -158,7 +161,7 @@ def score(
     rows.sort(key=lambda r: (r.group_id, r.variant, r.id))
     texts = [clean_context_answer(r.response) if clean_context else r.response for r in rows]
     texts = [t.strip() for t in texts]
-    empty = np.array([not t for t in texts], dtype=bool)
+    empty = np.array([not _embedding_text(t) for t in texts], dtype=bool)  # "" and "</s>" alike
 
     # Variant -> group index; groups keep first-seen order of the sorted rows.
     group_ids = sorted({r.group_id for r in rows})
@@ -167,8 +170,11 @@ def score(
     n_groups = len(group_ids)
     group_n = np.bincount(vgroup, minlength=n_groups)
 
+    # Ground truths go through the same cleanup as the answers they are compared with: else the
+    # chain's in-word removals would make e.g. "tennis racket" unmatchable ("tennracket").
+    answers = [_ground_truths(r.answers, clean_context) for r in rows]
+
     # Embed every distinct non-empty response and ground truth once.
-    answers = [tuple(a for a in r.answers if a and a.strip()) for r in rows]
     strings: dict[str, int] = {}
     for text, is_empty in zip(texts, empty, strict=True):
         if not is_empty:

@@ -60,44 +60,75 @@ def run_label(results: dict, path: Path) -> str:
     return f"{model} ({Path(pretrained.group(1)).name})" if pretrained else str(model)
 
 
-def results_files(paths: list[str]) -> list[Path]:
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(p.rglob("*_results.json"))
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"{p}: no such results file or folder (give lmms-eval's --output_path)")
-    if not files:
-        raise FileNotFoundError(f"no *_results.json under {', '.join(paths)}")
-    return files
+def results_files(path: str) -> list[Path]:
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(p.rglob("*_results.json"))
+        if not files:
+            raise FileNotFoundError(f"no *_results.json under {p} (give lmms-eval's --output_path)")
+        return files
+    if p.is_file():
+        return [p]
+    raise FileNotFoundError(f"{p}: no such results file or folder (give lmms-eval's --output_path)")
+
+
+def run_identity(results: dict) -> tuple[str, str, str]:
+    """What makes two results files the same run: model, its arguments, generation overrides."""
+    config = results.get("config", {})
+    return (str(config.get("model")), str(config.get("model_args") or ""), str(config.get("gen_kwargs") or ""))
 
 
 def load_runs(paths: list[str], names: list[str] | None = None) -> list[Run]:
-    """Merges results files by model label; later files win for the same task."""
-    runs: dict[str, Run] = {}
-    for path in results_files(paths):
-        results = json.loads(path.read_text())
-        label = run_label(results, path)
-        run = runs.setdefault(label, Run(label))
-        run.sources.append(str(path))
-        for task_name, values in results.get("results", {}).items():
-            parsed = task_of(task_name)
-            if parsed is None:
-                continue
-            task, protocol, demo = parsed
-            run.demo |= demo
-            run.scores[(task, protocol)] = {k.split(",")[0]: v for k, v in values.items() if "," in k}
-    out = [r for r in runs.values() if r.scores]
-    if not out:
+    """One run per distinct (path argument, model, model_args, gen_kwargs), in the order given.
+
+    Results files of one run (say, mmr3 and mmr3_sampling evaluated separately) are merged, the
+    later file winning for a task both hold. Runs that differ in any setting stay apart, and
+    their labels say how they differ.
+    """
+    runs: dict[tuple, Run] = {}
+    for index, path_arg in enumerate(paths):
+        for path in results_files(path_arg):
+            results = json.loads(path.read_text())
+            key = (index, *run_identity(results))
+            run = runs.setdefault(key, Run(run_label(results, path)))
+            run.sources.append(str(path))
+            for task_name, values in results.get("results", {}).items():
+                parsed = task_of(task_name)
+                if parsed is None:
+                    continue
+                task, protocol, demo = parsed
+                run.demo |= demo
+                run.scores[(task, protocol)] = {k.split(",")[0]: v for k, v in values.items() if "," in k}
+    found = {k: r for k, r in runs.items() if r.scores}
+    if not found:
         raise ValueError(f"no MM-R³ task results in {', '.join(paths)}")
+    _disambiguate(found)
+    out = list(found.values())
     if names:
         if len(names) != len(out):
-            raise ValueError(f"--name given {len(names)} times for {len(out)} runs ({', '.join(r.label for r in out)})")
+            raise ValueError(f"--name given {len(names)} times for {len(out)} runs ({'; '.join(r.label for r in out)})")
         for run, name in zip(out, names, strict=True):
             run.label = name
     return out
+
+
+def _disambiguate(runs: dict[tuple, Run]) -> None:
+    """Appends what differs (gen_kwargs, else model_args, else the path argument) to clashing labels."""
+    by_label: dict[str, list[tuple]] = {}
+    for key, run in runs.items():
+        by_label.setdefault(run.label, []).append(key)
+    for label, keys in by_label.items():
+        if len(keys) < 2:
+            continue
+        for key in keys:
+            index, _, model_args, gen_kwargs = key
+            if len({k[3] for k in keys}) > 1:
+                extra = gen_kwargs or "default generation"
+            elif len({k[2] for k in keys}) > 1:
+                extra = model_args
+            else:
+                extra = f"#{index + 1}"
+            runs[key].label = f"{label} [{extra}]"
 
 
 # --------------------------------------------------------------------------- tables

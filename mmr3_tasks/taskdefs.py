@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmr3_tasks import schema
+from mmr3_tasks.lmms_plugin import TASKS_DIR
+from mmr3_tasks.metrics import HEADLINE
 
-TASKS_DIR = Path(__file__).resolve().parent / "tasks"
-
-HEADLINE = ("acc", "s_gt", "con", "s_c")
 EXTRAS = ("exact_agreement", "consistent_correct", "consistent_wrong", "inconsistent")
 INTERVALS = tuple(f"{m}_ci95" for m in HEADLINE)
 COUNTS = ("responses", "groups", "groups_complete", "empty_responses", "duplicate_responses")
-INFO = ("embedding_model",)
+INFO = ("embedding_model", "data_fingerprint")
 LOWER_IS_BETTER = {"consistent_wrong", "inconsistent", "empty_responses", "duplicate_responses"}
 
 # Row column -> short name in breakdown metric keys, and the values each takes.

@@ -217,3 +217,16 @@ def test_order_by_image_keeps_an_images_questions_together(tmp_path):
     assert sorted(keys) == sorted(i.image.key for i in items)
     assert all(len({*keys[j : j + 3]}) == 1 for j in range(0, len(keys), 3))
     assert ordered == order_by_image(items, 0, "t") and ordered != order_by_image(items, 1, "t")
+
+
+def test_mit_indoor_answers_are_unambiguous_substrings():
+    from collections import Counter
+
+    from mmr3_tasks.builder.labels import MIT_INDOOR_ANSWERS
+
+    assert len(MIT_INDOOR_ANSWERS) == 67
+    counts = Counter(a for answers in MIT_INDOOR_ANSWERS.values() for a in set(answers))
+    assert [a for a, n in counts.items() if n > 1] == []  # no answer counts for two classes
+    for answers in MIT_INDOOR_ANSWERS.values():
+        # Acc is a substring test: a short synonym would match inside other words ("lab" in "label").
+        assert all(len(a) >= 5 for a in answers[1:]), answers

@@ -69,6 +69,11 @@ def test_load_docs_swaps_the_locator_for_the_rows(tmp_path, monkeypatch, caplog)
     monkeypatch.setenv(data.DATA_ENV, str(tmp_path))
     ds = hooks.load_docs(locator("context"))
     assert ds["id"] == ["g1/m1", "g1/m2", "g1/m3"]
+    assert set(ds[hooks.DATA_COLUMN]) == {data.fingerprint("benchmark", str(tmp_path))}
+    assert ds[0][hooks.DATA_COLUMN].startswith("files:")  # no manifest.json in this hand-made build
+    (tmp_path / "manifest.json").write_text("{}")
+    assert data.fingerprint("benchmark", str(tmp_path)) == "build:44136fa355b3678a"  # sha256 of "{}"
+    assert data.fingerprint("demo").startswith("demo:")
     assert "dropped 1 with a missing or unreadable image (g2/m1)" in caplog.text
     sampled = hooks.load_docs(locator("context", protocol="sampling"))
     assert sampled["id"] == ["g1/m1"]  # variant 0 only
@@ -102,6 +107,7 @@ def test_process_results_one_payload_and_references():
         "group_size": 4,
         "answers": ["kitchen"],
         "kinds": {"style": "mosaic"},
+        "data": "",  # load_docs adds the data fingerprint; this doc did not come through it
         "response": "A kitchen.",
     }
     refs = {v for k, v in out.items() if k != "acc"}
@@ -148,3 +154,44 @@ def test_task_yamls_are_generated_from_taskdefs():
     for rel, text in taskdefs.task_files().items():
         path = taskdefs.TASKS_DIR / rel
         assert path.read_text() == text, f"{rel} is stale: run `python -m mmr3_tasks.taskdefs`"
+
+
+def test_a_truncated_jpeg_is_dropped_even_after_lmms_eval_relaxed_pil(monkeypatch):
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # what importing lmms-eval does
+    whole = mmr3_rows.jpeg_bytes(7)
+    rows = mmr3_rows.group("context", "g1", ["cat"])
+    rows[1]["image"] = {"bytes": whole[: len(whole) // 2], "path": None}
+    check = data.check_rows(mmr3_rows.dataset(rows), "context")
+    assert check.kept == [0, 2] and check.dropped == {"with a missing or unreadable image": ["g1/m2"]}
+
+
+def test_rows_without_a_group_are_dropped_not_merged():
+    rows = mmr3_rows.group("rephrase", "g1", ["cat"])
+    rows[2]["group_id"] = None
+    check = data.check_rows(mmr3_rows.dataset(rows), "rephrase")
+    assert check.kept == [0, 1] and check.dropped == {"without an id, group or variant": ["g1/r3"]}
+
+
+def test_a_build_with_a_missing_or_mistyped_column_is_refused(tmp_path):
+    rows = mmr3_rows.group("rephrase", "g1", ["cat"])
+    path = tmp_path / "rephrase" / "test-00000-of-00001.parquet"
+    path.parent.mkdir(parents=True)
+    mmr3_rows.dataset(rows).remove_columns(["group_id"]).to_parquet(str(path))
+    with pytest.raises(data.DataSchemaError, match=r"lacks the MM-R³ columns \['group_id'\]"):
+        data.load_split("rephrase", location=str(tmp_path))  # not loaded with nulls in place of the column
+    features = schema.FEATURES.copy()
+    features["mask_lines"] = datasets.Value("string")
+    datasets.Dataset.from_list([{**r, "mask_lines": "many"} for r in rows], features=features).to_parquet(str(path))
+    with pytest.raises(data.DataSchemaError, match="columns of the wrong type .*mask_lines"):
+        data.load_split("rephrase", location=str(tmp_path))
+
+
+def test_acc_is_aggregated_first_in_every_order_lmms_eval_uses():
+    # One process: the order of process_results' keys. Several ranks: lmms-eval sorts str((metric, filter)).
+    for task in schema.TASKS:
+        for protocol in ("all", "sampling"):
+            names = taskdefs.metric_names(task, protocol)
+            assert names[0] == hooks.FULL_PAYLOAD_METRIC == "acc"
+            assert min(names, key=lambda n: str((n, "none"))) == "acc"

@@ -83,7 +83,7 @@ CONTEXT_KINDS = {
 # id -> responses; the first answers the All task, all four the Sampling task (variant r1 only).
 SCRIPT = {
     "g1/r1": ["cat", "cat", "cat", "cat"], "g1/r2": ["cat"], "g1/r3": ["cat"],
-    "g2/r1": ["dog", "dog", "", "dog"], "g2/r2": ["  "], "g2/r3": ["dog"],
+    "g2/r1": ["dog"], "g2/r2": ["  "], "g2/r3": ["dog"],
     "g3/r1": ["", "", "", ""], "g3/r2": [""], "g3/r3": [""],
     "g4/r1": ["TWO", "two", "Two", "two"], "g4/r2": ["two"], "g4/r3": ["Two"],
     "g5/m1": ["The cat."], "g5/m2": ["the cat"], "g5/m3": ["cat"],
@@ -107,8 +107,16 @@ def scripted_build(tmp_path_factory):
     mmr3_rows.write_build(root, "rephrase", rephrase)
     mmr3_rows.write_build(root, "context", context)
     answers = root / "answers.jsonl"
-    answers.write_text("".join(json.dumps({"id": k, "responses": v}) + "\n" for k, v in SCRIPT.items()))
+    lines = [{"id": k, "responses": v} for k, v in SCRIPT.items()]
+    # Scoped to the Sampling task, ahead of the line above: separately sampled answers replay too.
+    lines.append({"id": "g2/r1", "task": "mmr3_rephrase_sampling", "responses": ["dog", "dog", "", "dog"]})
+    answers.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return root, answers
+
+
+def one_fingerprint(res: dict) -> bool:
+    fps = {res[t]["data_fingerprint,none"] for t in ("mmr3_rephrase", "mmr3_context", "mmr3_rephrase_sampling")}
+    return len(fps) == 1
 
 
 def test_scripted_answers_give_the_hand_computed_scores(scripted_build, run_lmms_eval):
@@ -131,6 +139,7 @@ def test_scripted_answers_give_the_hand_computed_scores(scripted_build, run_lmms
     lo, hi = reph["acc_ci95,none"]
     assert lo <= reph["acc,none"] <= hi
     assert reph["embedding_model,none"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert reph["data_fingerprint,none"].startswith("files:") and one_fingerprint(res)
     # context: the cleanup makes "The cat." equal "cat"; g5 (1, 1), g6 (1/3, 0)
     assert ctx["acc,none"] == pytest.approx(100 * (1 + 1 / 3) / 2)
     assert ctx["s_gt,none"] == pytest.approx(100 * (1 + 1 / 3) / 2, abs=1e-4)

@@ -231,3 +231,34 @@ def test_very_long_response_is_scored_on_its_whole_text_and_embedded_capped():
     assert r.acc == 100.0  # the substring test reads all of it
     assert len(emb.calls[0][0]) <= metrics.MAX_EMBED_CHARS  # the encoder never sees more than the cap
     assert r.s_c == pytest.approx(0.0, abs=1e-9)
+
+
+COCO_CATEGORIES = (
+    (
+        "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign parking_meter "
+        "bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie suitcase frisbee "
+        "skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard tennis_racket bottle "
+        "wine_glass cup fork knife spoon bowl banana apple sandwich orange broccoli carrot hot_dog pizza donut cake chair "
+        "couch potted_plant bed dining_table toilet tv laptop mouse remote keyboard cell_phone microwave oven toaster "
+        "sink refrigerator book clock vase scissors teddy_bear hair_drier toothbrush"
+    )
+    .replace("_", "\0")
+    .split()
+)
+
+
+def test_every_coco_category_can_be_answered_correctly_after_the_cleanup():
+    rows = []
+    for category in (c.replace("\0", " ") for c in COCO_CATEGORIES):
+        for j, answer in enumerate((category, f"a {category}", f"The {category}.", f"It is a {category}")):
+            rows.append(resp(f"{category}/{j}", "m1", answer, [category], size=1))
+    r = metrics.score(rows, get_embedder(), clean_context=True, n_resamples=0)
+    assert len(COCO_CATEGORIES) == 80 and r.counts["groups"] == 320
+    assert r.acc == 100.0  # "tennis racket" too: answers and ground truths are cleaned alike
+
+
+def test_the_cleanup_chain_still_breaks_two_categories_followed_by_a_space():
+    # Documented artefact of the authors' chain: "in " inside "train ", "is " inside "skis ".
+    for category in ("train", "skis"):
+        answer = f"There is a {category} in the masked region."
+        assert not metrics.is_correct(metrics.clean_context_answer(answer), [category])

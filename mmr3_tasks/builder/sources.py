@@ -24,7 +24,6 @@ are captions, without boxes). Pass `hub:<dataset id or local folder>`.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import json
@@ -32,12 +31,12 @@ import logging
 import os
 import random
 import re
-import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmr3_tasks import imagecheck
 from mmr3_tasks.builder import images as imgs
 from mmr3_tasks.builder import labels
 from mmr3_tasks.builder.masks import MAX_AREA_RATIO, MIN_AREA_RATIO
@@ -626,62 +625,26 @@ def read_source(name: str, location: str, seed: int) -> SourcePool:
     return reader(location, seed) if seeded else reader(location)
 
 
-_STRICT_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _strict_decoding():
-    """Makes PIL refuse a truncated file here, whatever the process-wide setting.
-
-    lmms-eval sets `ImageFile.LOAD_TRUNCATED_IMAGES = True` when it is imported, and then a cut JPEG
-    decodes (grey-filled) instead of failing; a build in the same process must still catch it.
-    """
-    from PIL import ImageFile
-
-    with _STRICT_LOCK:
-        old = ImageFile.LOAD_TRUNCATED_IMAGES
-        ImageFile.LOAD_TRUNCATED_IMAGES = False
-        try:
-            yield
-        finally:
-            ImageFile.LOAD_TRUNCATED_IMAGES = old
-
-
 def validate_image(ref: ImageRef) -> str | None:
-    """Why the image cannot be used (a short reason for the report), or None when it looks fine.
+    """Why the image cannot be used (a short reason for the report), or None when it decodes in full.
 
-    Cheap but complete: a JPEG is decoded at 1/8 scale (which still reads all of it, so a truncated
-    file fails here), other formats get PIL's structural verify. Anything that still fails later,
-    when rendered, is counted there.
+    Anything that still fails later, when rendered, is counted there.
     """
-    import io
-
-    from PIL import Image, UnidentifiedImageError
-
-    def check(im) -> None:
-        if im.format == "JPEG":
-            im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
-            with _strict_decoding():
-                im.load()
-        else:
-            im.verify()
-
-    try:
-        if ref.path is not None and ref.fetch is None:
-            if not os.path.isfile(ref.path):
-                return "missing image file"
-            if os.path.getsize(ref.path) == 0:
-                return "empty image file"
-            with Image.open(ref.path) as im:
-                check(im)
-        elif ref.fetch is not None:
-            with Image.open(io.BytesIO(ref.fetch())) as im:
-                check(im)
-        return None
-    except imgs.BadImageError:
-        return "missing or empty image in the dataset"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return "corrupt image file"
+    if ref.path is not None and ref.fetch is None:
+        if not os.path.isfile(ref.path):
+            return "missing image file"
+        if os.path.getsize(ref.path) == 0:
+            return "empty image file"
+        return None if imagecheck.decodes(ref.path) else "corrupt image file"
+    if ref.fetch is not None:
+        try:
+            data = ref.fetch()
+        except imgs.BadImageError:
+            return "missing or empty image in the dataset"
+        except OSError:
+            return "unreadable image file"
+        return None if imagecheck.decodes(data) else "corrupt image file"
+    return None
 
 
 def stable_fraction(seed: int, key: str) -> float:
