@@ -96,17 +96,16 @@ def distinct_strings(payloads: dict[str, list[dict]]) -> list[str]:
     return [s for s in seen if s]
 
 
-def per_group_scores(items: list[dict], model, clean: bool) -> dict[str, float]:
-    """What a straightforward script does: one encode call per group, loops in Python."""
+def straightforward_scores(items: list[dict], encode, clean: bool) -> dict[str, float]:
+    """Group-by-group scoring in Python loops; `encode(texts, gts)` embeds one group's strings."""
     groups: dict[str, list[dict]] = {}
     for p in items:
         groups.setdefault(p["group_id"], []).append(p)
     acc, sgt, con, sc = [], [], [], []
     for members in groups.values():
         texts = [metrics.clean_context_answer(p["response"]) if clean else p["response"] for p in members]
-        gts = members[0]["answers"]
-        emb = model.encode([t.lower() for t in texts] + [g.lower() for g in gts], normalize_embeddings=True)
-        r, g = emb[: len(texts)], emb[len(texts) :]
+        gts = [metrics.clean_context_answer(g) if clean else g for g in members[0]["answers"]]
+        r, g = encode([t.lower() for t in texts], [x.lower() for x in gts])
         acc.append(np.mean([metrics.is_correct(t, gts) for t in texts]))
         sgt.append(float(np.mean((r @ g.T).max(axis=1))))
         pair = [float(r[i] @ r[j]) for i in range(len(r)) for j in range(i + 1, len(r))]
@@ -115,23 +114,24 @@ def per_group_scores(items: list[dict], model, clean: bool) -> dict[str, float]:
     return {"acc": 100 * np.mean(acc), "s_gt": 100 * np.mean(sgt), "con": 100 * np.mean(con), "s_c": 100 * np.mean(sc)}
 
 
-def per_string_scores(items: list[dict], model, clean: bool) -> dict[str, float]:
-    """What the authors' released scoring scripts do: one encode call per response and per ground truth."""
-    groups: dict[str, list[dict]] = {}
-    for p in items:
-        groups.setdefault(p["group_id"], []).append(p)
-    acc, sgt, con, sc = [], [], [], []
-    for members in groups.values():
-        texts = [metrics.clean_context_answer(p["response"]) if clean else p["response"] for p in members]
-        gts = members[0]["answers"]
-        r = [model.encode(t.lower(), normalize_embeddings=True) for t in texts]
-        g = [model.encode(x.lower(), normalize_embeddings=True) for x in gts]
-        acc.append(np.mean([metrics.is_correct(t, gts) for t in texts]))
-        sgt.append(float(np.mean([max(float(a @ b) for b in g) for a in r])))
-        pair = [float(r[i] @ r[j]) for i in range(len(r)) for j in range(i + 1, len(r))]
-        con.append(np.mean([c > metrics.CONSISTENCY_THRESHOLD for c in pair]))
-        sc.append(np.mean(pair))
-    return {"acc": 100 * np.mean(acc), "s_gt": 100 * np.mean(sgt), "con": 100 * np.mean(con), "s_c": 100 * np.mean(sc)}
+def per_group_encoder(model):
+    """One encode call per group, for the group's responses and ground truths together."""
+
+    def encode(texts, gts):
+        emb = model.encode(texts + gts, normalize_embeddings=True)
+        return emb[: len(texts)], emb[len(texts) :]
+
+    return encode
+
+
+def per_string_encoder(model):
+    """One encode call per string, as the authors' released scoring scripts do."""
+
+    def encode(texts, gts):
+        one = lambda t: model.encode(t, normalize_embeddings=True)  # noqa: E731
+        return np.stack([one(t) for t in texts]), np.stack([one(g) for g in gts])
+
+    return encode
 
 
 def main() -> None:
@@ -168,14 +168,14 @@ def main() -> None:
 
     def per_group_all():
         for task, items in payloads.items():
-            naive[task] = per_group_scores(items, embedder.model, clean=task == "context")
+            naive[task] = straightforward_scores(items, per_group_encoder(embedder.model), task == "context")
 
     t_naive = timed(per_group_all)
     single: dict[str, dict] = {}
 
     def per_string_all():
         for task, items in payloads.items():
-            single[task] = per_string_scores(items, embedder.model, clean=task == "context")
+            single[task] = straightforward_scores(items, per_string_encoder(embedder.model), task == "context")
 
     t_single = timed(per_string_all) if not args.skip_per_string else float("nan")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
