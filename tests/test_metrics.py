@@ -262,3 +262,20 @@ def test_the_cleanup_chain_still_breaks_two_categories_followed_by_a_space():
     for category in ("train", "skis"):
         answer = f"There is a {category} in the masked region."
         assert not metrics.is_correct(metrics.clean_context_answer(answer), [category])
+
+
+def test_the_embedding_model_can_be_overridden_by_path_and_fails_clearly(monkeypatch, tmp_path):
+    from mmr3_tasks import embedding, hooks
+
+    local = embedding.resolve_embedding_model(embedding.DEFAULT_EMBEDDING_MODEL)
+    monkeypatch.setenv(embedding.EMBEDDING_MODEL_ENV, local)  # a local sentence-transformers folder
+    payloads = [
+        {"id": f"g/r{i}", "group_id": "g", "task": "rephrase", "variant": f"r{i}", "group_size": 2,
+         "answers": ["cat"], "kinds": {}, "data": "", "response": "cat"}
+        for i in (1, 2)
+    ]  # fmt: skip
+    report = hooks.score_payloads(payloads, n_resamples=0)
+    assert report["embedding_model"] == local and report["s_gt"] == pytest.approx(100.0)
+    monkeypatch.setenv(embedding.EMBEDDING_MODEL_ENV, str(tmp_path / "no-such-model"))
+    with pytest.raises(OSError, match="Could not load the embedding model .*no-such-model.*MMR3_EMBEDDING_MODEL"):
+        hooks.score_payloads(payloads, n_resamples=0)
