@@ -233,18 +233,15 @@ def test_very_long_response_is_scored_on_its_whole_text_and_embedded_capped():
     assert r.s_c == pytest.approx(0.0, abs=1e-9)
 
 
-COCO_CATEGORIES = (
-    (
-        "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign parking_meter "
-        "bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie suitcase frisbee "
-        "skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard tennis_racket bottle "
-        "wine_glass cup fork knife spoon bowl banana apple sandwich orange broccoli carrot hot_dog pizza donut cake chair "
-        "couch potted_plant bed dining_table toilet tv laptop mouse remote keyboard cell_phone microwave oven toaster "
-        "sink refrigerator book clock vase scissors teddy_bear hair_drier toothbrush"
-    )
-    .replace("_", "\0")
-    .split()
+_COCO_NAMES = (
+    "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign "
+    "parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie "
+    "suitcase frisbee skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard "
+    "tennis_racket bottle wine_glass cup fork knife spoon bowl banana apple sandwich orange broccoli carrot "
+    "hot_dog pizza donut cake chair couch potted_plant bed dining_table toilet tv laptop mouse remote keyboard "
+    "cell_phone microwave oven toaster sink refrigerator book clock vase scissors teddy_bear hair_drier toothbrush"
 )
+COCO_CATEGORIES = _COCO_NAMES.replace("_", "\0").split()
 
 
 def test_every_coco_category_can_be_answered_correctly_after_the_cleanup():
