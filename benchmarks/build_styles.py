@@ -53,8 +53,14 @@ def main() -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     rng = np.random.default_rng(0)
     have_onnx = Path(args.style_models).is_dir()
+    if not have_onnx:
+        print(f"no style models at {args.style_models}: Johnson ONNX not measured (pass --style-models DIR)")
     for device in devices:
-        onnx = load_style_models(StyleModelSpec(args.style_models, format="onnx", device=device)) if have_onnx else {}
+        onnx = {}
+        if have_onnx and device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
+            print("cuda: onnxruntime here has no CUDAExecutionProvider (onnxruntime-gpu): Johnson ONNX not measured")
+        elif have_onnx:
+            onnx = load_style_models(StyleModelSpec(args.style_models, format="onnx", device=device))
         torch.manual_seed(0)
         tnet = TorchStyle("candy", transformer_net().state_dict(), "random", device=device, batch_size=args.batch)
         for size in sizes:

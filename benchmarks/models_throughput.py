@@ -13,11 +13,16 @@ timed. Both sides generate the same number of tokens: the random model never emi
 newline (mmr3_adapters.tiny), so every answer runs to the task's max_new_tokens (64).
 
 GPU part (only when torch.cuda.is_available()): the full-size LLaVA-1.5-7B architecture
-(CLIP ViT-L/14-336 + Vicuna-7B dims) with random fp16 weights, no download, through our
-generator at batch 1, 8 and 32 with exactly 32 new tokens: samples/s and peak GPU memory.
+(CLIP ViT-L/14-336 + Vicuna-7B dims) and BLIP-2 OPT-2.7b architecture (ViT-g + Q-Former + OPT-2.7b),
+random fp16 weights, no download, through our generator at batch 1, 8 and 32 with exactly 32 new
+tokens: samples/s and peak GPU memory; and, on the same samples, the model's own `generate` one
+sample at a time (the loop lmms-eval's llava_hf runs) as the baseline.
 
 Run: python benchmarks/models_throughput.py [--repeats 3] [--limit N] [--threads 1] [--skip-gpu]
-Needs decord for llava_hf (`pip install lmms-eval-mmr3[bench]`).
+     python benchmarks/models_throughput.py --gpu-only [--families llava,blip2] [--json out.json]
+     python benchmarks/models_throughput.py --smoke   (the GPU code path with tiny dims on CPU)
+The CPU part needs lmms-eval and decord (`pip install lmms-eval-mmr3[bench]`); --gpu-only and
+--smoke need only torch and transformers (benchmarks/gpu_check.sh runs them on a bare GPU machine).
 """
 
 from __future__ import annotations
@@ -135,14 +140,65 @@ LLAVA_7B_TEXT = {
     "vocab_size": 32064, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
     "num_attention_heads": 32, "num_key_value_heads": 32, "max_position_embeddings": 4096, "rms_norm_eps": 1e-5,
 }  # fmt: skip
+# BLIP-2 OPT-2.7b (Salesforce/blip2-opt-2.7b's config.json): EVA ViT-g/14 at 224 px, 32 queries, OPT-2.7b
+# (vocabulary 50304: the checkpoint's embeddings were resized when `<image>` was added).
+BLIP2_VISION = {
+    "hidden_size": 1408, "intermediate_size": 6144, "num_hidden_layers": 39, "num_attention_heads": 16,
+    "image_size": 224, "patch_size": 14,
+}  # fmt: skip
+BLIP2_QFORMER = {
+    "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
+    "encoder_hidden_size": 1408, "vocab_size": 30522,
+}  # fmt: skip
+BLIP2_OPT_TEXT = {
+    "vocab_size": 50304, "hidden_size": 2560, "ffn_dim": 10240, "num_hidden_layers": 32, "num_attention_heads": 32,
+    "word_embed_proj_dim": 2560, "max_position_embeddings": 2048,
+}  # fmt: skip
+BLIP2_QUERIES = 32
+# Tiny dims of the same code path, for `--smoke` (any machine, seconds).
+SMOKE = {
+    "llava": {
+        "vision": {**LLAVA_7B_VISION, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                   "num_attention_heads": 2, "projection_dim": 32},
+        "text": {**LLAVA_7B_TEXT, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                 "num_attention_heads": 2, "num_key_value_heads": 2},
+    },
+    "blip2": {
+        "vision": {**BLIP2_VISION, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                   "num_attention_heads": 2},
+        "qformer": {**BLIP2_QFORMER, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                    "num_attention_heads": 2, "encoder_hidden_size": 32},
+        "text": {**BLIP2_OPT_TEXT, "hidden_size": 64, "ffn_dim": 128, "num_hidden_layers": 2,
+                 "num_attention_heads": 2, "word_embed_proj_dim": 64},
+    },
+}  # fmt: skip
+QUESTIONS = (
+    "What is shown in this picture?",
+    "Please describe the place in the image in two sentences.",
+    "What kind of object is in the masked region?",
+)
 
 
-def full_size_llava(device: str = "cuda", dtype_name: str = "float16", vision=None, text=None) -> None:
-    """LLaVA-1.5-7B dims, random weights, our generator: samples/s and peak memory per batch size.
+def _random_model(model_class, config, device: str, dtype):
+    """Random weights initialised directly in `dtype` on `device`: no float32 copy of 7B weights."""
+    import torch
+
+    torch.manual_seed(0)
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            return model_class(config).eval()
+    finally:
+        torch.set_default_dtype(default_dtype)
+
+
+def full_size_llava(device: str, dtype_name: str, dims: dict | None = None):
+    """LLaVA-1.5-7B architecture with random weights, and our generator over it.
 
     The tokenizer is the tiny one (ids < 400 are valid in the 32k vocabulary) and the image token is
-    re-pointed to its `<image>` id; neither changes the cost. Prompts: three demo questions, one
-    image each. `vision` / `text` override the dims (a CPU smoke run of this code path uses tiny ones).
+    re-pointed to its `<image>` id; neither changes the cost. `dims` overrides the vision / text
+    dims (`SMOKE["llava"]` runs the same code with tiny ones).
     """
     import torch
     from transformers import (
@@ -155,10 +211,9 @@ def full_size_llava(device: str = "cuda", dtype_name: str = "float16", vision=No
     )
 
     from mmr3_adapters import tiny
-    from mmr3_adapters.generation import GenerationSettings
-    from mmr3_adapters.hf_models import LlavaGenerator, Sample
+    from mmr3_adapters.hf_models import LlavaGenerator
 
-    vision, text = vision or LLAVA_7B_VISION, text or LLAVA_7B_TEXT
+    vision, text = (dims or {}).get("vision", LLAVA_7B_VISION), (dims or {}).get("text", LLAVA_7B_TEXT)
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(**vision),
         text_config=LlamaConfig(**text),
@@ -168,15 +223,7 @@ def full_size_llava(device: str = "cuda", dtype_name: str = "float16", vision=No
         vision_feature_select_strategy="default",
         vision_feature_layer=-2,
     )
-    dtype = getattr(torch, dtype_name)
-    torch.manual_seed(0)
-    default_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)  # initialise in the target dtype: no float32 copy of 7B weights
-    try:
-        with torch.device(device):
-            model = LlavaForConditionalGeneration(config).eval()
-    finally:
-        torch.set_default_dtype(default_dtype)
+    model = _random_model(LlavaForConditionalGeneration, config, device, getattr(torch, dtype_name))
     size = vision["image_size"]
     processor = LlavaProcessor(
         image_processor=CLIPImageProcessor(
@@ -189,37 +236,134 @@ def full_size_llava(device: str = "cuda", dtype_name: str = "float16", vision=No
         num_additional_image_tokens=1,
         chat_template=tiny.LLAVA_CHAT_TEMPLATE,
     )  # fmt: skip
-    generator = LlavaGenerator(model, processor)
-    settings = GenerationSettings.from_gen_kwargs({"max_new_tokens": GPU_NEW_TOKENS, "min_new_tokens": GPU_NEW_TOKENS})
-    questions = [
-        "What is shown in this picture?",
-        "Please describe the place in the image in two sentences.",
-        "What kind of object is in the masked region?",
-    ]
-    image = _sample_image()
+    return LlavaGenerator(model, processor)
+
+
+def full_size_blip2(device: str, dtype_name: str, dims: dict | None = None):
+    """BLIP-2 OPT-2.7b architecture with random weights, and our generator over it (see full_size_llava)."""
+    import torch
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        Blip2QFormerConfig,
+        Blip2VisionConfig,
+        BlipImageProcessor,
+        OPTConfig,
+    )
+
+    from mmr3_adapters import tiny
+    from mmr3_adapters.hf_models import Blip2Generator
+
+    dims = dims or {}
+    vision = dims.get("vision", BLIP2_VISION)
+    qformer = dims.get("qformer", BLIP2_QFORMER)
+    text = dims.get("text", BLIP2_OPT_TEXT)
+    ids = {
+        name: tiny.SPECIAL_TOKENS.index(tok) for name, tok in (("bos", tiny.BOS), ("eos", tiny.EOS), ("pad", tiny.PAD))
+    }
+    config = Blip2Config(
+        vision_config=Blip2VisionConfig(**vision).to_dict(),
+        qformer_config=Blip2QFormerConfig(**qformer).to_dict(),
+        text_config=OPTConfig(**text, **{f"{k}_token_id": v for k, v in ids.items()}).to_dict(),
+        num_query_tokens=BLIP2_QUERIES,
+        image_token_index=tiny.IMAGE_TOKEN_ID,
+    )
+    model = _random_model(Blip2ForConditionalGeneration, config, device, getattr(torch, dtype_name))
+    size = vision["image_size"]
+    processor = Blip2Processor(
+        image_processor=BlipImageProcessor(
+            size={"height": size, "width": size}, image_mean=tiny.CLIP_MEAN, image_std=tiny.CLIP_STD
+        ),
+        tokenizer=tiny.build_tokenizer("opt"),
+        num_query_tokens=BLIP2_QUERIES,
+    )
+    return Blip2Generator(model, processor)
+
+
+FULL_SIZE = {"llava": ("LLaVA-1.5-7B", full_size_llava), "blip2": ("BLIP-2 OPT-2.7b", full_size_blip2)}
+
+
+def full_size(
+    family: str,
+    device: str = "cuda",
+    dtype_name: str = "float16",
+    batches: tuple[int, ...] = GPU_BATCHES,
+    new_tokens: int = GPU_NEW_TOKENS,
+    rounds: int = 3,
+    smoke: bool = False,
+) -> list[dict]:
+    """Samples/s and peak memory of our batched generator per batch size, and of the model's own
+    `generate` one sample at a time (what lmms-eval's llava_hf does) on the same samples.
+
+    Returns one dict per measured line (also printed), for `--json`.
+    """
+    import torch
+
+    from mmr3_adapters.generation import GenerationSettings
+    from mmr3_adapters.hf_models import Sample
+
+    name, build = FULL_SIZE[family]
+    started = time.perf_counter()
+    generator = build(device, dtype_name, SMOKE[family] if smoke else None)
+    model = generator.model
     cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
+    build_seconds = time.perf_counter() - started
+    settings = GenerationSettings.from_gen_kwargs({"max_new_tokens": new_tokens, "min_new_tokens": new_tokens})
+    image = _sample_image()
     where = torch.cuda.get_device_name() if cuda else device
     n_params = sum(p.numel() for p in model.parameters()) / 1e9
-    print(f"\n{where}: LLaVA-1.5 architecture, {n_params:.2f} B random {dtype_name} parameters")
-    print(f"  {GPU_NEW_TOKENS} new tokens per answer, one {image.size[0]}x{image.size[1]} image per prompt")
-    for batch_size in GPU_BATCHES:
-        samples = [Sample(f"s{i}", questions[i % len(questions)], (image,)) for i in range(batch_size)]
-        generator.generate(samples, settings)  # warm-up (kernels, allocator)
+    attn = getattr(model.config, "_attn_implementation", None)
+    label = f"{name} architecture{' (SMOKE: tiny dims)' if smoke else ''}"
+    print(
+        f"\n{where}: {label}, {n_params:.2f} B random {dtype_name} parameters, attention {attn}, "
+        f"built in {build_seconds:.1f} s"
+    )
+    print(f"  {new_tokens} new tokens per answer, one {image.size[0]}x{image.size[1]} image per prompt")
+    base = {"model": name, "smoke": smoke, "device": where, "dtype": dtype_name, "params_b": round(n_params, 3),
+            "attn_implementation": attn, "new_tokens": new_tokens}  # fmt: skip
+    rows = []
+
+    def timed(run) -> tuple[float, float | None]:
+        run()  # warm-up (kernels, allocator)
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        rounds, start = 3, time.perf_counter()
+        start = time.perf_counter()
         for _ in range(rounds):
-            answers = generator.generate(samples, settings)
+            run()
         if cuda:
             torch.cuda.synchronize()
-        seconds = (time.perf_counter() - start) / rounds
-        peak = f"{torch.cuda.max_memory_allocated() / 2**30:6.1f} GiB" if cuda else "n/a (CPU)"
-        tokens = sum(a.output_tokens for a in answers)  # pad / EOS ids a random model emits are not counted
+        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+        return (time.perf_counter() - start) / rounds, peak
+
+    def samples_of(n: int) -> list:
+        return [Sample(f"s{i}", QUESTIONS[i % len(QUESTIONS)], (image,)) for i in range(n)]
+
+    def record(how: str, batch_size: int, n: int, seconds: float, tokens: int, peak: float | None) -> None:
+        row = {**base, "how": how, "batch_size": batch_size, "samples": n, "seconds": round(seconds, 4),
+               "samples_per_s": round(n / seconds, 3), "new_tokens_per_s": round(tokens / seconds, 1),
+               "peak_gib": None if peak is None else round(peak, 2)}  # fmt: skip
+        rows.append(row)
+        memory = f"{peak:6.1f} GiB" if peak is not None else "n/a (CPU)"
         print(
-            f"  batch {batch_size:3d}: {batch_size / seconds:8.2f} samples/s, "
-            f"{tokens / seconds:9.1f} answer tokens/s, peak memory {peak}"
+            f"  {how:26s} batch {batch_size:3d}: {row['samples_per_s']:8.2f} samples/s, "
+            f"{row['new_tokens_per_s']:9.1f} new tokens/s, peak memory {memory}",
+            flush=True,
         )
+
+    for batch_size in batches:
+        samples = samples_of(batch_size)
+        seconds, peak = timed(lambda s=samples: generator.generate(s, settings))
+        # min_new_tokens = max_new_tokens: every answer is exactly new_tokens long (EOS is suppressed).
+        record("mmr3 batched generator", batch_size, batch_size, seconds, new_tokens * batch_size, peak)
+    # The model's own generate, one sample at a time, as lmms-eval's llava_hf loops: the baseline.
+    samples = samples_of(max(batches))[: min(8, max(batches))]
+    seconds, peak = timed(lambda: generator.reference_generate(samples, settings))
+    record("HF generate, one at a time", 1, len(samples), seconds, new_tokens * len(samples), peak)
+    return rows
 
 
 def _sample_image():
@@ -245,7 +389,26 @@ def main(argv: list[str] | None = None) -> int:
         "under contention made multi-thread timings swing by 10x; 0 keeps torch's default)",
     )
     parser.add_argument("--skip-gpu", action="store_true", help="skip the full-size GPU measurement")
+    parser.add_argument(
+        "--gpu-only",
+        action="store_true",
+        help="only the full-size GPU measurement: needs torch and transformers, not lmms-eval",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="run the full-size code path with tiny dims on CPU in seconds (checks an environment; no lmms-eval)",
+    )
+    parser.add_argument(
+        "--families", default="llava,blip2", help="full-size architectures to measure (default llava,blip2)"
+    )
+    parser.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
+    parser.add_argument("--json", type=Path, help="also write the full-size figures to this JSON file")
     args = parser.parse_args(argv)
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    unknown = sorted(set(families) - set(FULL_SIZE))
+    if unknown:
+        parser.error(f"--families: unknown {unknown}; choose from {sorted(FULL_SIZE)}")
 
     import torch
 
@@ -253,12 +416,34 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     threads, cuda = torch.get_num_threads(), torch.cuda.is_available()
     print(f"torch {torch.__version__}, {threads} CPU threads, cuda available: {cuda}")
-    with tempfile.TemporaryDirectory(prefix="mmr3-bench-") as tmp:
-        os.environ.setdefault("HF_HOME", str(Path(tmp) / "hf"))
-        ratio = cpu_comparison(args.repeats, args.limit, Path(tmp))
-    if torch.cuda.is_available() and not args.skip_gpu:
-        full_size_llava("cuda", "float16")
+    if args.gpu_only and not cuda and not args.smoke:
+        parser.error("--gpu-only: torch sees no CUDA device here; add --smoke for the tiny CPU run")
+    ratio, rows = TARGET_RATIO, []
+    if not (args.gpu_only or args.smoke):
+        with tempfile.TemporaryDirectory(prefix="mmr3-bench-") as tmp:
+            os.environ.setdefault("HF_HOME", str(Path(tmp) / "hf"))
+            ratio = cpu_comparison(args.repeats, args.limit, Path(tmp))
+    if args.smoke:
+        for family in families:
+            rows += full_size(family, "cpu", "float32", batches=(1, 2), new_tokens=4, rounds=1, smoke=True)
+    elif cuda and not args.skip_gpu:
+        import gc
+
+        for family in families:
+            rows += full_size(family, "cuda", args.dtype)
+            gc.collect()  # the model goes before the next one is built and its peak is read
+            torch.cuda.empty_cache()
+    if args.json:
+        _write_json(args.json, rows)
     return 0 if ratio >= TARGET_RATIO else 1
+
+
+def _write_json(path: Path, rows: list[dict]) -> None:
+    import json
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(rows, indent=1) + "\n")
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

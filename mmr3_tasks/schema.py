@@ -6,7 +6,8 @@ One row is one query: a variant of one item (paper-spec §1). The variants of an
 
 from __future__ import annotations
 
-import datasets
+import functools
+from typing import Any
 
 TASKS = ("rephrase", "restyle", "context")
 
@@ -30,31 +31,31 @@ SAMPLING_REPEATS = 4
 # ... and that variant is the first one: rephrasing R1, the candy style, mask m1.
 SAMPLING_VARIANT_INDEX = 0
 
-FEATURES = datasets.Features(
-    {
-        "id": datasets.Value("string"),  # unique per row: "<group_id>/<variant>"
-        "group_id": datasets.Value("string"),
-        "task": datasets.Value("string"),  # one of TASKS
-        "variant": datasets.Value("string"),  # one of VARIANTS[task]
-        "variant_index": datasets.Value("int32"),
-        "group_size": datasets.Value("int32"),  # variants the group was built with
-        "question": datasets.Value("string"),  # the exact prompt text the model gets
-        "image": datasets.Image(),
-        "answers": datasets.Sequence(datasets.Value("string")),  # ground truths, any one counts
-        "source": datasets.Value("string"),  # okvqa | infographicvqa | gldv2 | mit_indoor | coco | demo
-        "source_id": datasets.Value("string"),  # question / image / annotation id in the source
-        "original_question": datasets.Value("string"),  # rephrase: the source question; else ""
-        "style": datasets.Value("string"),  # restyle: one of STYLES; else ""
-        "mask_shape": datasets.Value("string"),  # context: one of MASK_SHAPES; else ""
-        "mask_lines": datasets.Value("int32"),  # context: one of MASK_LINES; else 0
-        "mask_color": datasets.Value("string"),  # context: one of MASK_COLORS; else ""
-        "mask_box": datasets.Sequence(datasets.Value("float32")),  # context: [x0, y0, x1, y1]; else []
-        "image_license": datasets.Value("string"),
-        "image_source": datasets.Value("string"),  # URL, dataset name or pip package path
-    }
-)
+# Column name -> type: a `datasets.Value` dtype, "image", or a 1-tuple for a sequence of that dtype.
+# Plain data, so that importing this module does not import `datasets` (FEATURES builds it on use).
+COLUMN_TYPES: dict[str, str | tuple[str]] = {
+    "id": "string",  # unique per row: "<group_id>/<variant>"
+    "group_id": "string",
+    "task": "string",  # one of TASKS
+    "variant": "string",  # one of VARIANTS[task]
+    "variant_index": "int32",
+    "group_size": "int32",  # variants the group was built with
+    "question": "string",  # the exact prompt text the model gets
+    "image": "image",
+    "answers": ("string",),  # ground truths, any one counts
+    "source": "string",  # okvqa | infographicvqa | gldv2 | mit_indoor | coco | demo
+    "source_id": "string",  # question / image / annotation id in the source
+    "original_question": "string",  # rephrase: the source question; else ""
+    "style": "string",  # restyle: one of STYLES; else ""
+    "mask_shape": "string",  # context: one of MASK_SHAPES; else ""
+    "mask_lines": "int32",  # context: one of MASK_LINES; else 0
+    "mask_color": "string",  # context: one of MASK_COLORS; else ""
+    "mask_box": ("float32",),  # context: [x0, y0, x1, y1]; else []
+    "image_license": "string",
+    "image_source": "string",  # URL, dataset name or pip package path
+}
 
-COLUMNS = tuple(FEATURES)
+COLUMNS = tuple(COLUMN_TYPES)
 
 # Columns that tell one variant kind from another, for the per-kind breakdowns (paper Tables 10-13).
 KIND_COLUMNS = {"restyle": ("style",), "context": ("mask_lines", "mask_shape", "mask_color")}
@@ -63,3 +64,22 @@ KIND_COLUMNS = {"restyle": ("style",), "context": ("mask_lines", "mask_shape", "
 def variant_id(group_id: str, variant: str) -> str:
     """The row id of one variant of one group."""
     return f"{group_id}/{variant}"
+
+
+@functools.cache
+def features() -> Any:
+    """The `datasets.Features` of a split, built from COLUMN_TYPES."""
+    import datasets
+
+    def feature(kind: str | tuple[str]) -> Any:
+        if isinstance(kind, tuple):
+            return datasets.Sequence(datasets.Value(kind[0]))
+        return datasets.Image() if kind == "image" else datasets.Value(kind)
+
+    return datasets.Features({name: feature(kind) for name, kind in COLUMN_TYPES.items()})
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FEATURES":  # `schema.FEATURES`, built on first use
+        return features()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,74 @@
+"""The GPU code path of benchmarks/models_throughput.py, checked on CPU so that it cannot rot
+between the rare sessions that have a GPU: the tiny-dims smoke run in a fresh interpreter, and
+the full-size architectures' parameter counts (built on the meta device, no memory)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "models_throughput.py"
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("models_throughput", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_run_writes_every_figure(tmp_path):
+    out = tmp_path / "figures.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--json", str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = json.loads(out.read_text())
+    seen = {(r["model"], r["how"], r["batch_size"]) for r in rows}
+    for model in ("LLaVA-1.5-7B", "BLIP-2 OPT-2.7b"):
+        assert (model, "mmr3 batched generator", 1) in seen
+        assert (model, "mmr3 batched generator", 2) in seen
+        assert (model, "HF generate, one at a time", 1) in seen
+    for r in rows:
+        assert r["smoke"] is True and r["device"] == "cpu" and r["new_tokens"] == 4
+        assert r["samples_per_s"] > 0 and r["new_tokens_per_s"] == pytest.approx(
+            r["samples_per_s"] * 4, rel=0.01, abs=0.2
+        )
+    assert "SMOKE: tiny dims" in done.stdout
+
+
+def test_gpu_only_without_cuda_says_how_to_smoke_test(tmp_path):
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--gpu-only"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "--gpu-only: torch sees no CUDA device here; add --smoke" in done.stderr
+
+
+@pytest.mark.parametrize(("family", "billions"), [("llava", 7.063), ("blip2", 3.745)])
+def test_full_size_dims_match_the_published_checkpoints(family, billions):
+    """llava-1.5-7b-hf has 7.06 B parameters, blip2-opt-2.7b 3.74 B (their model cards)."""
+    script = _load_script()
+    _, build = script.FULL_SIZE[family]
+    generator = build("meta", "float16")
+    n = sum(p.numel() for p in generator.model.parameters()) / 1e9
+    assert n == pytest.approx(billions, abs=0.002)
