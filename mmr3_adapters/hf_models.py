@@ -117,6 +117,8 @@ class VisionLanguageGenerator:
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.pad_token_id = self._pad_token_id()
+        self.image_token_id = self._image_token_id()
+        self.stop_token_ids = self._stop_token_ids()
 
     # ------------------------------------------------------------------ loading
 
@@ -329,15 +331,36 @@ class VisionLanguageGenerator:
     def vision_dtype(self) -> torch.dtype:
         return self.model.dtype
 
-    @property
-    def image_token_id(self) -> int:
+    def _image_token_id(self) -> int:
+        """The `<image>` placeholder id: the model config's, else the tokenizer's (BLIP-2 copies saved
+        before the late-2024 hub update have no image_token_index in config.json)."""
         config = self.model.config
         token_id = getattr(config, "image_token_id", None)
         if token_id is None:
             token_id = getattr(config, "image_token_index", None)
         if token_id is None:
-            raise ValueError(f"{type(config).__name__} defines no image_token_id; cannot place image features")
+            token_id = self.tokenizer.convert_tokens_to_ids(prompts.IMAGE_TOKEN)
+            if token_id is None or token_id == self.tokenizer.unk_token_id:
+                raise ValueError(
+                    f"{type(config).__name__} defines no image_token_id and the tokenizer has no "
+                    f"{prompts.IMAGE_TOKEN} token; cannot place image features. Re-download the checkpoint "
+                    "(current llava-hf / Salesforce repositories define both)"
+                )
+            rows = self.model.get_input_embeddings().num_embeddings
+            if token_id >= rows:
+                raise ValueError(
+                    f"the tokenizer's {prompts.IMAGE_TOKEN} id {token_id} is outside the language model's "
+                    f"{rows} embedding rows; re-download the checkpoint (current repositories have the token)"
+                )
         return int(token_id)
+
+    def _stop_token_ids(self) -> frozenset[int]:
+        """Ids that end an answer: the tokenizer's EOS and the generation configs' (BLIP-2 OPT stops at "\n")."""
+        ids = {self.tokenizer.eos_token_id}
+        for module in (self.model, getattr(self.model, "language_model", None)):
+            eos = getattr(getattr(module, "generation_config", None), "eos_token_id", None)
+            ids.update(eos if isinstance(eos, (list, tuple)) else [eos])
+        return frozenset(int(i) for i in ids if i is not None)
 
     def _pad_token_id(self) -> int:
         for token_id in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id):
@@ -361,10 +384,10 @@ class VisionLanguageGenerator:
 
     def _decode(self, new_tokens: torch.Tensor, batch: Batch, settings: GenerationSettings) -> list[Generated]:
         out = []
-        eos = self.tokenizer.eos_token_id
         for row, mask in zip(new_tokens.tolist(), batch.attention_mask.tolist(), strict=True):
-            if eos is not None and eos in row:
-                row = row[: row.index(eos)]
+            stop = next((i for i, t in enumerate(row) if t in self.stop_token_ids), None)
+            if stop is not None:
+                row = row[:stop]
             row = [t for t in row if t != self.pad_token_id]
             text = self.tokenizer.decode(row, skip_special_tokens=True)
             text = truncate_at_stop(text, settings.until).strip()
@@ -384,6 +407,7 @@ class LlavaGenerator(VisionLanguageGenerator):
     model_types = ("llava",)
 
     def __init__(self, model: torch.nn.Module, processor: Any, use_chat_template: bool = True) -> None:
+        _complete_llava_processor(processor, model.config)
         super().__init__(model, processor)
         template = getattr(processor, "chat_template", None) if use_chat_template else None
         self.chat_template: str | None = template or None
@@ -431,15 +455,21 @@ class Blip2Generator(VisionLanguageGenerator):
     model_types = ("blip-2",)
 
     def __init__(self, model: torch.nn.Module, processor: Any, prompt: str = prompts.BLIP2_PROMPT) -> None:
-        super().__init__(model, processor)
         if "{question}" not in prompt:
             raise ValueError(f"prompt must contain {{question}}, got {prompt!r} (default {prompts.BLIP2_PROMPT!r})")
         self.prompt_template = prompt
         if getattr(processor, "num_query_tokens", None) is None:
-            raise ValueError(
-                "this BLIP-2 processor has no num_query_tokens, so its prompts carry no image placeholders; "
-                "use a checkpoint whose processor_config.json sets num_query_tokens (current Salesforce/blip2-* do)"
+            # A copy saved before the late-2024 hub update has no processor_config.json: its processor
+            # would add no `<image>` placeholders, and transformers' own generate then ignores the image
+            # without a word. The model config knows the query count.
+            processor.num_query_tokens = int(model.config.num_query_tokens)
+            logger.warning(
+                "this BLIP-2 checkpoint has no processor_config.json (saved before the late-2024 update of the "
+                "Salesforce/blip2-* repositories); using num_query_tokens=%d from its config.json. Re-download it "
+                "to silence this warning.",
+                processor.num_query_tokens,
             )
+        super().__init__(model, processor)
         self.encoder_decoder = bool(model.language_model.config.is_encoder_decoder)
 
     @staticmethod
@@ -485,6 +515,33 @@ class Blip2Generator(VisionLanguageGenerator):
     def _strip_reference_prompt(self, ids: torch.Tensor, batch: Batch) -> torch.Tensor:
         # Blip2ForConditionalGeneration.generate: OPT returns prompt + new tokens, T5 start token + new.
         return ids[:, 1:] if self.encoder_decoder else ids[:, batch.input_ids.shape[1] :]
+
+
+def _complete_llava_processor(processor: Any, config: Any) -> None:
+    """Fills what a LlavaProcessor of an old local copy lacks, from the model config.
+
+    llava-hf repositories gained processor_config.json (patch_size, vision_feature_select_strategy,
+    num_additional_image_tokens) in 2024; a copy saved before that loads a processor whose
+    `patch_size` is None, and processing fails with a bare TypeError. The values follow from the
+    model: the vision tower's patch size, the config's selection strategy, and one extra token for a
+    CLIP tower's CLS position (the "default" strategy drops it again: 576 placeholders at 336 px).
+    """
+    if not hasattr(processor, "patch_size") or processor.patch_size is not None:
+        return
+    vision = config.vision_config
+    processor.patch_size = int(vision.patch_size)
+    if getattr(processor, "vision_feature_select_strategy", None) is None:
+        processor.vision_feature_select_strategy = config.vision_feature_select_strategy
+    if not getattr(processor, "num_additional_image_tokens", 0):
+        processor.num_additional_image_tokens = 1 if getattr(vision, "model_type", "") == "clip_vision_model" else 0
+    logger.warning(
+        "this LLaVA checkpoint has no processor_config.json (a copy saved before the 2024 update of the llava-hf "
+        "repositories); using patch_size=%d, vision_feature_select_strategy=%r, num_additional_image_tokens=%d "
+        "from its config.json. Re-download it to silence this warning.",
+        processor.patch_size,
+        processor.vision_feature_select_strategy,
+        processor.num_additional_image_tokens,
+    )
 
 
 FAMILIES: dict[str, type[VisionLanguageGenerator]] = {"blip2": Blip2Generator, "llava": LlavaGenerator}

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import shutil
+
 import pytest
 import torch
 
@@ -168,3 +172,65 @@ def test_loading_options_reach_the_model(tmp_path_factory):
     assert gen.model.config._attn_implementation == "eager"
     assert {p.device.type for p in gen.model.parameters()} == {"cpu"}
     assert gen.generate(samples(2), GREEDY)[0].text  # bf16 vision features reach a bf16 LLM
+
+
+def _old_local_copy(src, dst, drop_config_keys=()):
+    """`src` as a copy saved before the 2024 hub updates: the image processor alone in
+    preprocessor_config.json, no processor_config.json (so no patch_size / num_query_tokens), and
+    for BLIP-2 no image_token_index in config.json."""
+    shutil.copytree(src, dst)
+    processor = json.loads((dst / "processor_config.json").read_text())
+    image_processor = {**processor["image_processor"], "processor_class": processor["processor_class"]}
+    (dst / "preprocessor_config.json").write_text(json.dumps(image_processor))
+    (dst / "processor_config.json").unlink()
+    config = json.loads((dst / "config.json").read_text())
+    for key in drop_config_keys:
+        del config[key]
+    (dst / "config.json").write_text(json.dumps(config))
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("family", "dropped", "filled"),
+    [
+        ("llava", (), "patch_size=8, vision_feature_select_strategy='default', num_additional_image_tokens=1"),
+        ("blip2-opt", ("image_token_index",), "num_query_tokens=4"),
+        ("blip2-t5", ("image_token_index",), "num_query_tokens=4"),
+    ],
+)
+def test_old_local_copies_answer_as_current_ones(
+    generators, tmp_path_factory, tmp_path, caplog, family, dropped, filled
+):
+    """Copies saved before processor_config.json existed: processing would fail (LLaVA: patch_size
+    None) or the image would be ignored (BLIP-2: no placeholders). The model config fills the gap."""
+    old_dir = _old_local_copy(tiny_checkpoint(family, tmp_path_factory), tmp_path / "old", dropped)
+    with caplog.at_level(logging.WARNING, logger="mmr3"):
+        old = CLASSES[family].from_pretrained(old_dir, dtype="float32")
+    assert "has no processor_config.json" in caplog.text and filled in caplog.text
+    batch = samples()
+    assert [a.text for a in old.generate(batch, GREEDY)] == [a.text for a in generators[family].generate(batch, GREEDY)]
+    assert old.image_token_id == tiny.IMAGE_TOKEN_ID
+
+
+def test_the_checkpoints_own_stop_token_ends_the_answer(generators, tmp_path_factory, tmp_path):
+    """blip2-opt-* stop at "\\n" (generation_config eos 50118), not at the tokenizer's `</s>`: the
+    answer ends before that token, and the token is not part of it."""
+    batch = samples(1)
+    free = generators["blip2-opt"].generate(batch, GREEDY)[0]
+    gen = generators["blip2-opt"]
+    first_ids = gen.generate_from_embeddings(*gen.input_embeddings(gen.build_batch(batch)), GREEDY)[0].tolist()
+    stop = first_ids[3]
+    assert stop not in first_ids[:3]  # the 4th token appears first at position 3
+    folder = tmp_path / "stops"
+    shutil.copytree(tiny_checkpoint("blip2-opt", tmp_path_factory), folder)
+    for name, keys in (("config.json", ("text_config",)), ("generation_config.json", ())):
+        data = json.loads((folder / name).read_text())
+        target = data[keys[0]] if keys else data
+        target["eos_token_id"] = stop
+        (folder / name).write_text(json.dumps(data))
+    stopped = Blip2Generator.from_pretrained(folder, dtype="float32")
+    assert stop in stopped.stop_token_ids and gen.tokenizer.eos_token_id in stopped.stop_token_ids
+    answer = stopped.generate(batch, GREEDY)[0]
+    assert answer.output_tokens == 3 and free.output_tokens == 12
+    assert answer.text == gen.tokenizer.decode(first_ids[:3], skip_special_tokens=True).strip()
+    assert free.text.startswith(answer.text) and len(free.text) > len(answer.text)
