@@ -184,13 +184,17 @@ class VisionLanguageGenerator:
     def check_images(self, sample: Sample) -> None:
         """Raises ValueError (naming the sample) when its image count does not suit the family."""
 
+    def prepare_images(self, images: Sequence[Any]) -> list[Any]:
+        """The images as the processor should get them; unchanged here (LLaVA may pad them)."""
+        return list(images)
+
     def build_batch(self, samples: Sequence[Sample]) -> Batch:
         """Step 1: prompts, tokens (left-padded to the longest) and pixel values of a batch."""
         rows, pixels = [], []
         for s in samples:
             self.check_images(s)
             text = self.prompt(s.context, len(s.images))
-            enc = self.processor(text=text, images=list(s.images) or None, return_tensors="pt")
+            enc = self.processor(text=text, images=self.prepare_images(s.images) or None, return_tensors="pt")
             rows.append(enc["input_ids"][0])
             if "pixel_values" in enc:
                 pixels.append(enc["pixel_values"])
@@ -406,11 +410,28 @@ class LlavaGenerator(VisionLanguageGenerator):
     family = "LLaVA"
     model_types = ("llava",)
 
-    def __init__(self, model: torch.nn.Module, processor: Any, use_chat_template: bool = True) -> None:
+    def __init__(
+        self, model: torch.nn.Module, processor: Any, use_chat_template: bool = True, image_aspect: str = "pad"
+    ) -> None:
+        if image_aspect not in IMAGE_ASPECTS:
+            raise ValueError(
+                f"image_aspect must be 'pad' or 'crop', got {image_aspect!r}: 'pad' squares each image with the "
+                "processor's mean colour first (LLaVA-1.5's own evaluation), 'crop' leaves it to the processor's "
+                "centre crop (llava-hf's processor, lmms-eval's llava_hf)"
+            )
         _complete_llava_processor(processor, model.config)
         super().__init__(model, processor)
         template = getattr(processor, "chat_template", None) if use_chat_template else None
         self.chat_template: str | None = template or None
+        self.image_aspect = image_aspect
+        mean = getattr(processor.image_processor, "image_mean", None) or (0.0, 0.0, 0.0)
+        # As LLaVA's expand2square: tuple(int(x * 255) for x in image_processor.image_mean).
+        self.pad_colour = tuple(int(x * 255) for x in mean)
+
+    def prepare_images(self, images: Sequence[Any]) -> list[Any]:
+        if self.image_aspect == "crop":
+            return list(images)
+        return [pad_to_square(image, self.pad_colour) for image in images]
 
     @staticmethod
     def _model_class() -> type:
@@ -515,6 +536,28 @@ class Blip2Generator(VisionLanguageGenerator):
     def _strip_reference_prompt(self, ids: torch.Tensor, batch: Batch) -> torch.Tensor:
         # Blip2ForConditionalGeneration.generate: OPT returns prompt + new tokens, T5 start token + new.
         return ids[:, 1:] if self.encoder_decoder else ids[:, batch.input_ids.shape[1] :]
+
+
+IMAGE_ASPECTS = ("pad", "crop")
+
+
+def pad_to_square(image: Any, colour: tuple[int, ...]) -> Any:
+    """`image` (PIL) centred on a square of `colour`, its longer side long: nothing is cut off.
+
+    LLaVA-1.5 was trained and evaluated this way (`image_aspect_ratio: pad`, expand2square); the
+    llava-hf processor instead resizes the short side and centre-crops, which drops the outer parts
+    of the long side.
+    """
+    from PIL import Image
+
+    image = image.convert("RGB")
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    square = Image.new("RGB", (side, side), colour)
+    square.paste(image, ((side - width) // 2, (side - height) // 2))
+    return square
 
 
 def _complete_llava_processor(processor: Any, config: Any) -> None:

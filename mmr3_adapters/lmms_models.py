@@ -20,6 +20,7 @@ from lmms_eval.models.registry_v2 import ModelManifest
 from mmr3_adapters import prompts
 from mmr3_adapters.generation import GenerationSettings, sample_id
 from mmr3_adapters.hf_models import (
+    IMAGE_ASPECTS,
     Blip2Generator,
     LlavaGenerator,
     Query,
@@ -282,7 +283,9 @@ class Llava(_BatchedVLM):
     """LLaVA-1.5 and other llava-hf `LlavaForConditionalGeneration` checkpoints, batched: `--model mmr3_llava`.
 
     Prompt: the processor's chat template, or `prompts.LLAVA_FALLBACK_PROMPT` without one (or with
-    `use_chat_template=false`). Arguments are documented in docs/models.md.
+    `use_chat_template=false`). Images are padded to a square first (`image_aspect=pad`, as LLaVA-1.5's
+    own evaluation), or left to the processor's centre crop (`image_aspect=crop`). Arguments are
+    documented in docs/models.md.
     """
 
     model_id = "mmr3_llava"
@@ -301,10 +304,15 @@ class Llava(_BatchedVLM):
         max_batch_size: int | str | None = None,  # passed by lmms-eval; batch sizes are fixed here
         trust_remote_code: bool = False,
         use_chat_template: bool = True,
+        image_aspect: str = "pad",
         adapter: str | None = None,
         **unknown: Any,
     ) -> None:
         super().__init__()
+        if image_aspect not in IMAGE_ASPECTS:  # before the model is loaded
+            raise ValueError(
+                f"{self.model_id}: image_aspect must be 'pad' or 'crop', got {image_aspect!r} (docs/models.md)"
+            )
         self._setup(
             pretrained=pretrained,
             revision=revision,
@@ -316,7 +324,7 @@ class Llava(_BatchedVLM):
             trust_remote_code=trust_remote_code,
             adapter=adapter,
             unknown=unknown,
-            family_kwargs={"use_chat_template": bool(use_chat_template)},
+            family_kwargs={"use_chat_template": bool(use_chat_template), "image_aspect": image_aspect},
         )
 
 

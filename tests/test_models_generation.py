@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 import torch
+from PIL import Image
 
 from mmr3_adapters import prompts, tiny
 from mmr3_adapters.generation import GenerationError, GenerationSettings
@@ -234,3 +235,39 @@ def test_the_checkpoints_own_stop_token_ends_the_answer(generators, tmp_path_fac
     assert answer.output_tokens == 3 and free.output_tokens == 12
     assert answer.text == gen.tokenizer.decode(first_ids[:3], skip_special_tokens=True).strip()
     assert free.text.startswith(answer.text) and len(free.text) > len(answer.text)
+
+
+def _edge_image(width: int = 96, height: int = 48):
+    """A wide grey image whose leftmost eighth is pure red: what a centre crop cuts away."""
+    image = Image.new("RGB", (width, height), (128, 128, 128))
+    image.paste((255, 0, 0), (0, 0, width // 8, height))
+    return image
+
+
+def _red_pixels(pixel_values: torch.Tensor) -> int:
+    # Normalised red is far above, green far below, the grey background's values.
+    red, green = pixel_values[0, 0], pixel_values[0, 1]
+    return int(((red > 1.5) & (green < -1.0)).sum())
+
+
+def test_llava_pads_images_to_a_square_as_llava_15_did(generators):
+    """LLaVA-1.5's own evaluation pads (expand2square, the processor's mean colour); llava-hf's
+    processor centre-crops, which cuts off what lies near the long sides (a masked object, say)."""
+    gen = generators["llava"]
+    assert gen.image_aspect == "pad"
+    image = _edge_image()
+    padded = gen.build_batch([Sample("wide", "What?", (image,))]).pixel_values
+    cropped = LlavaGenerator(gen.model, gen.processor, image_aspect="crop")
+    cut = cropped.build_batch([Sample("wide", "What?", (image,))]).pixel_values
+    assert _red_pixels(padded) > 0 and _red_pixels(cut) == 0
+    fill = tuple(int(255 * m) for m in gen.processor.image_processor.image_mean)
+    square = Image.new("RGB", (96, 96), fill)
+    square.paste(image, (0, 24))
+    assert torch.equal(padded, gen.processor.image_processor(square, return_tensors="pt")["pixel_values"])
+    same = Image.new("RGB", (40, 40), (10, 200, 30))  # a square image is left as it is
+    assert torch.equal(
+        gen.build_batch([Sample("sq", "What?", (same,))]).pixel_values,
+        cropped.build_batch([Sample("sq", "What?", (same,))]).pixel_values,
+    )
+    with pytest.raises(ValueError, match="image_aspect must be 'pad' or 'crop', got 'square'"):
+        LlavaGenerator(gen.model, gen.processor, image_aspect="square")

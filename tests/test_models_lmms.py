@@ -123,6 +123,18 @@ def test_bad_model_args_fail_before_loading(arg_string, error, message):
         assert message in str(err.value) and model_id in str(err.value)
 
 
+def test_llava_image_aspect_is_checked_before_loading_and_reaches_the_generator(tmp_path_factory):
+    llava_class = lmms_eval_models.get_model("mmr3_llava")
+    with pytest.raises(ValueError, match="mmr3_llava: image_aspect must be 'pad' or 'crop', got 'letterbox'"):
+        llava_class.create_from_arg_string("pretrained=does-not-exist,image_aspect=letterbox")
+    path = tiny_checkpoint("llava", tmp_path_factory)
+    extras = {"batch_size": 1, "max_batch_size": None, "device": "cpu"}
+    for arg, aspect in (("", "pad"), (",image_aspect=crop", "crop")):
+        lm = llava_class.create_from_arg_string(f"pretrained={path},dtype=float32{arg}", extras)
+        assert lm.generator.image_aspect == aspect
+        lm.clean()
+
+
 def test_blip2_loads_through_the_cli_path(tmp_path_factory):
     path = tiny_checkpoint("blip2-t5", tmp_path_factory)
     extras = {"batch_size": 2, "max_batch_size": None, "device": "cpu"}
