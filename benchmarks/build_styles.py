@@ -40,24 +40,27 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     args = parser.parse_args()
-    import onnxruntime as ort
     import torch
+
+    try:
+        import onnxruntime as ort
+    except ImportError:  # TransformerNet (torch) is still measured
+        ort = None
 
     devices = ["cpu"] if args.device == "cpu" else (["cuda"] if args.device == "cuda" else ["cpu"])
     if args.device == "auto" and torch.cuda.is_available():
         devices.append("cuda")
-    print(
-        f"cpu cores: {os.cpu_count()}  torch {torch.__version__} cuda: {torch.cuda.is_available()}  "
-        f"onnxruntime {ort.__version__} providers: {ort.get_available_providers()}"
-    )
+    providers = ort.get_available_providers() if ort else []
+    runtime = f"onnxruntime {ort.__version__} providers: {providers}" if ort else "no onnxruntime"
+    print(f"cpu cores: {os.cpu_count()}  torch {torch.__version__} cuda: {torch.cuda.is_available()}  {runtime}")
     sizes = [int(s) for s in args.sizes.split(",")]
     rng = np.random.default_rng(0)
-    have_onnx = Path(args.style_models).is_dir()
+    have_onnx = Path(args.style_models).is_dir() and ort is not None
     if not have_onnx:
-        print(f"no style models at {args.style_models}: Johnson ONNX not measured (pass --style-models DIR)")
+        print(f"no onnxruntime or no style models at {args.style_models}: Johnson ONNX not measured")
     for device in devices:
         onnx = {}
-        if have_onnx and device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
+        if have_onnx and device == "cuda" and "CUDAExecutionProvider" not in providers:
             print("cuda: onnxruntime here has no CUDAExecutionProvider (onnxruntime-gpu): Johnson ONNX not measured")
         elif have_onnx:
             onnx = load_style_models(StyleModelSpec(args.style_models, format="onnx", device=device))

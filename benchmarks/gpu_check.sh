@@ -7,7 +7,9 @@
 #
 # Writes env.txt, smoke.log, models.log, models.json and styles.log under $OUT (default ./gpu-out).
 # It checks the code path with tiny dims first (seconds), so a broken environment fails before the
-# 7B model is built. Run from the repository root; nothing needs installing.
+# 7B model is built. Each step has its own time limit (60 + 210 + 90 s: under a 400 s call), and
+# models.json is rewritten after every measured line. Run from the repository root; nothing needs
+# installing.
 set -u -o pipefail
 out=${OUT:-gpu-out}
 style_models=${1:-.gpu-carry/style-models}
@@ -22,7 +24,7 @@ py=${PYTHON:-python3}
     nproc
 } 2>&1 | tee "$out/env.txt"
 
-if ! "$py" benchmarks/models_throughput.py --smoke >"$out/smoke.log" 2>&1; then
+if ! timeout 60 "$py" benchmarks/models_throughput.py --smoke >"$out/smoke.log" 2>&1; then
     cat "$out/smoke.log"
     echo "gpu_check: the tiny-dims smoke run failed; nothing measured" >&2
     exit 1
@@ -30,6 +32,6 @@ fi
 echo "smoke run: ok"
 
 status=0
-timeout 330 "$py" benchmarks/models_throughput.py --gpu-only --json "$out/models.json" 2>&1 | tee "$out/models.log" || status=1
-timeout 200 "$py" benchmarks/build_styles.py --device auto --style-models "$style_models" 2>&1 | tee "$out/styles.log" || status=1
+timeout 210 "$py" benchmarks/models_throughput.py --gpu-only --json "$out/models.json" 2>&1 | tee "$out/models.log" || status=1
+timeout 90 "$py" benchmarks/build_styles.py --device auto --style-models "$style_models" 2>&1 | tee "$out/styles.log" || status=1
 exit $status

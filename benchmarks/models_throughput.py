@@ -292,11 +292,17 @@ def full_size(
     new_tokens: int = GPU_NEW_TOKENS,
     rounds: int = 3,
     smoke: bool = False,
+    on_row=None,
 ) -> list[dict]:
     """Samples/s and peak memory of our batched generator per batch size, and of the model's own
     `generate` one sample at a time (what lmms-eval's llava_hf does) on the same samples.
 
-    Returns one dict per measured line (also printed), for `--json`.
+    min_new_tokens = max_new_tokens, so every answer is exactly `new_tokens` long; the new-token ids
+    are counted as decoded, and any other width raises. (The random model's ids mostly lie beyond
+    the tiny tokenizer's 400, so the decoded texts are empty: the ids, not the texts, are counted.)
+
+    Returns one dict per measured line (also printed), for `--json`; `on_row(rows so far)` is
+    called after each line.
     """
     import torch
 
@@ -326,18 +332,31 @@ def full_size(
             "attn_implementation": attn, "new_tokens": new_tokens}  # fmt: skip
     rows = []
 
-    def timed(run) -> tuple[float, float | None]:
+    # Both paths decode their new-token ids through _decode: count what was really generated there.
+    generated: list[int] = []
+    decode = generator._decode
+
+    def counting_decode(new_token_ids, batch, settings_):
+        if new_token_ids.shape[1] != new_tokens:
+            raise RuntimeError(f"{name}: generated {new_token_ids.shape[1]} tokens per answer, not {new_tokens}")
+        generated.append(new_token_ids.numel())
+        return decode(new_token_ids, batch, settings_)
+
+    generator._decode = counting_decode
+
+    def timed(run) -> tuple[float, int, float | None]:
         run()  # warm-up (kernels, allocator)
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
+        generated.clear()
         start = time.perf_counter()
         for _ in range(rounds):
             run()
         if cuda:
             torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
-        return (time.perf_counter() - start) / rounds, peak
+        return (time.perf_counter() - start) / rounds, sum(generated) // rounds, peak
 
     def samples_of(n: int) -> list:
         return [Sample(f"s{i}", QUESTIONS[i % len(QUESTIONS)], (image,)) for i in range(n)]
@@ -356,13 +375,16 @@ def full_size(
 
     for batch_size in batches:
         samples = samples_of(batch_size)
-        seconds, peak = timed(lambda s=samples: generator.generate(s, settings))
-        # min_new_tokens = max_new_tokens: every answer is exactly new_tokens long (EOS is suppressed).
-        record("mmr3 batched generator", batch_size, batch_size, seconds, new_tokens * batch_size, peak)
+        seconds, tokens, peak = timed(lambda s=samples: generator.generate(s, settings))
+        record("mmr3 batched generator", batch_size, batch_size, seconds, tokens, peak)
+        if on_row:
+            on_row(rows)
     # The model's own generate, one sample at a time, as lmms-eval's llava_hf loops: the baseline.
     samples = samples_of(max(batches))[: min(8, max(batches))]
-    seconds, peak = timed(lambda: generator.reference_generate(samples, settings))
-    record("HF generate, one at a time", 1, len(samples), seconds, new_tokens * len(samples), peak)
+    seconds, tokens, peak = timed(lambda: generator.reference_generate(samples, settings))
+    record("HF generate, one at a time", 1, len(samples), seconds, tokens, peak)
+    if on_row:
+        on_row(rows)
     return rows
 
 
@@ -423,18 +445,21 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="mmr3-bench-") as tmp:
             os.environ.setdefault("HF_HOME", str(Path(tmp) / "hf"))
             ratio = cpu_comparison(args.repeats, args.limit, Path(tmp))
+
+    def save(family_rows: list[dict]) -> None:  # after every line: a later crash or timeout loses nothing
+        if args.json:
+            _write_json(args.json, rows + family_rows)
+
     if args.smoke:
         for family in families:
-            rows += full_size(family, "cpu", "float32", batches=(1, 2), new_tokens=4, rounds=1, smoke=True)
+            rows += full_size(family, "cpu", "float32", batches=(1, 2), new_tokens=4, rounds=1, smoke=True, on_row=save)
     elif cuda and not args.skip_gpu:
         import gc
 
         for family in families:
-            rows += full_size(family, "cuda", args.dtype)
+            rows += full_size(family, "cuda", args.dtype, on_row=save)
             gc.collect()  # the model goes before the next one is built and its peak is read
             torch.cuda.empty_cache()
-    if args.json:
-        _write_json(args.json, rows)
     return 0 if ratio >= TARGET_RATIO else 1
 
 

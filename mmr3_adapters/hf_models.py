@@ -563,27 +563,34 @@ def pad_to_square(image: Any, colour: tuple[int, ...]) -> Any:
 def _complete_llava_processor(processor: Any, config: Any) -> None:
     """Fills what a LlavaProcessor of an old local copy lacks, from the model config.
 
-    llava-hf repositories gained processor_config.json (patch_size, vision_feature_select_strategy,
-    num_additional_image_tokens) in 2024; a copy saved before that loads a processor whose
-    `patch_size` is None, and processing fails with a bare TypeError. The values follow from the
-    model: the vision tower's patch size, the config's selection strategy, and one extra token for a
-    CLIP tower's CLS position (the "default" strategy drops it again: 576 placeholders at 336 px).
+    llava-hf repositories gained processor_config.json in 2024, in two steps: first `patch_size`
+    and `vision_feature_select_strategy`, later `num_additional_image_tokens`. A copy saved before
+    the first loads a processor whose `patch_size` is None (processing fails with a bare TypeError);
+    one saved between the two counts 575 placeholders for 576 features (transformers #36002). The
+    values follow from the model: the vision tower's patch size, the config's selection strategy,
+    and one extra token for a CLIP tower's CLS position, which every CLIP-tower checkpoint needs
+    (the "default" strategy drops it again: 576 placeholders at 336 px).
     """
-    if not hasattr(processor, "patch_size") or processor.patch_size is not None:
+    if not hasattr(processor, "patch_size"):
         return
     vision = config.vision_config
-    processor.patch_size = int(vision.patch_size)
+    filled = {}
+    if processor.patch_size is None:
+        filled["patch_size"] = int(vision.patch_size)
     if getattr(processor, "vision_feature_select_strategy", None) is None:
-        processor.vision_feature_select_strategy = config.vision_feature_select_strategy
-    if not getattr(processor, "num_additional_image_tokens", 0):
-        processor.num_additional_image_tokens = 1 if getattr(vision, "model_type", "") == "clip_vision_model" else 0
+        filled["vision_feature_select_strategy"] = config.vision_feature_select_strategy
+    clip_tower = getattr(vision, "model_type", "") == "clip_vision_model"
+    if clip_tower and not getattr(processor, "num_additional_image_tokens", 0):
+        filled["num_additional_image_tokens"] = 1
+    if not filled:
+        return
+    for name, value in filled.items():
+        setattr(processor, name, value)
     logger.warning(
-        "this LLaVA checkpoint has no processor_config.json (a copy saved before the 2024 update of the llava-hf "
-        "repositories); using patch_size=%d, vision_feature_select_strategy=%r, num_additional_image_tokens=%d "
-        "from its config.json. Re-download it to silence this warning.",
-        processor.patch_size,
-        processor.vision_feature_select_strategy,
-        processor.num_additional_image_tokens,
+        "this LLaVA checkpoint's processor_config.json lacks %s (a copy saved before the 2024 updates of the "
+        "llava-hf repositories); using %s from its config.json. Re-download it to silence this warning.",
+        ", ".join(filled),
+        ", ".join(f"{name}={value!r}" for name, value in filled.items()),
     )
 
 

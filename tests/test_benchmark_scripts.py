@@ -72,3 +72,14 @@ def test_full_size_dims_match_the_published_checkpoints(family, billions):
     generator = build("meta", "float16")
     n = sum(p.numel() for p in generator.model.parameters()) / 1e9
     assert n == pytest.approx(billions, abs=0.002)
+
+
+def test_a_generator_that_stops_early_is_caught_not_timed(monkeypatch):
+    """The figures count the new-token ids as decoded: an answer shorter than asked stops the run."""
+    from mmr3_adapters.hf_models import LlavaGenerator
+
+    script = _load_script()
+    inner = LlavaGenerator.generate_from_embeddings
+    monkeypatch.setattr(LlavaGenerator, "generate_from_embeddings", lambda self, *args: inner(self, *args)[:, :1])
+    with pytest.raises(RuntimeError, match="LLaVA-1.5-7B: generated 1 tokens per answer, not 4"):
+        script.full_size("llava", "cpu", "float32", batches=(1,), new_tokens=4, rounds=1, smoke=True)

@@ -175,15 +175,19 @@ def test_loading_options_reach_the_model(tmp_path_factory):
     assert gen.generate(samples(2), GREEDY)[0].text  # bf16 vision features reach a bf16 LLM
 
 
-def _old_local_copy(src, dst, drop_config_keys=()):
+def _old_local_copy(src, dst, drop_config_keys=(), keep_processor_keys=None):
     """`src` as a copy saved before the 2024 hub updates: the image processor alone in
     preprocessor_config.json, no processor_config.json (so no patch_size / num_query_tokens), and
-    for BLIP-2 no image_token_index in config.json."""
+    for BLIP-2 no image_token_index in config.json. `keep_processor_keys` keeps a processor_config.json
+    with just those keys (a copy saved between LLaVA's two updates)."""
     shutil.copytree(src, dst)
     processor = json.loads((dst / "processor_config.json").read_text())
     image_processor = {**processor["image_processor"], "processor_class": processor["processor_class"]}
     (dst / "preprocessor_config.json").write_text(json.dumps(image_processor))
     (dst / "processor_config.json").unlink()
+    if keep_processor_keys is not None:
+        kept = {key: processor[key] for key in ("processor_class", *keep_processor_keys)}
+        (dst / "processor_config.json").write_text(json.dumps(kept))
     config = json.loads((dst / "config.json").read_text())
     for key in drop_config_keys:
         del config[key]
@@ -192,22 +196,25 @@ def _old_local_copy(src, dst, drop_config_keys=()):
 
 
 @pytest.mark.parametrize(
-    ("family", "dropped", "filled"),
+    ("family", "dropped", "kept", "filled"),
     [
-        ("llava", (), "patch_size=8, vision_feature_select_strategy='default', num_additional_image_tokens=1"),
-        ("blip2-opt", ("image_token_index",), "num_query_tokens=4"),
-        ("blip2-t5", ("image_token_index",), "num_query_tokens=4"),
+        ("llava", (), None, "patch_size=8, vision_feature_select_strategy='default', num_additional_image_tokens=1"),
+        # saved between the two llava-hf updates: 15 placeholders for 16 features without the fill
+        ("llava", (), ("patch_size", "vision_feature_select_strategy", "image_token"), "num_additional_image_tokens=1"),
+        ("blip2-opt", ("image_token_index",), None, "num_query_tokens=4"),
+        ("blip2-t5", ("image_token_index",), None, "num_query_tokens=4"),
     ],
 )
 def test_old_local_copies_answer_as_current_ones(
-    generators, tmp_path_factory, tmp_path, caplog, family, dropped, filled
+    generators, tmp_path_factory, tmp_path, caplog, family, dropped, kept, filled
 ):
-    """Copies saved before processor_config.json existed: processing would fail (LLaVA: patch_size
-    None) or the image would be ignored (BLIP-2: no placeholders). The model config fills the gap."""
-    old_dir = _old_local_copy(tiny_checkpoint(family, tmp_path_factory), tmp_path / "old", dropped)
+    """Copies saved before processor_config.json was complete: processing would fail (LLaVA:
+    patch_size None, or one placeholder short) or the image would be ignored (BLIP-2: no
+    placeholders). The model config fills the gap."""
+    old_dir = _old_local_copy(tiny_checkpoint(family, tmp_path_factory), tmp_path / "old", dropped, kept)
     with caplog.at_level(logging.WARNING, logger="mmr3"):
         old = CLASSES[family].from_pretrained(old_dir, dtype="float32")
-    assert "has no processor_config.json" in caplog.text and filled in caplog.text
+    assert "processor_config.json" in caplog.text and f"using {filled} from its config.json" in caplog.text
     batch = samples()
     assert [a.text for a in old.generate(batch, GREEDY)] == [a.text for a in generators[family].generate(batch, GREEDY)]
     assert old.image_token_id == tiny.IMAGE_TOKEN_ID
