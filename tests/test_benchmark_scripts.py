@@ -64,14 +64,23 @@ def test_gpu_only_without_cuda_says_how_to_smoke_test(tmp_path):
     assert "--gpu-only: torch sees no CUDA device here; add --smoke" in done.stderr
 
 
-@pytest.mark.parametrize(("family", "billions"), [("llava", 7.063), ("blip2", 3.745)])
-def test_full_size_dims_match_the_published_checkpoints(family, billions):
-    """llava-1.5-7b-hf has 7.06 B parameters, blip2-opt-2.7b 3.74 B (their model cards)."""
+@pytest.mark.parametrize(
+    ("family", "billions", "slots", "side"), [("llava", 7.063, 576, 336), ("blip2", 3.745, 32, 224)]
+)
+def test_full_size_dims_match_the_published_checkpoints(family, billions, slots, side):
+    """llava-1.5-7b-hf has 7.06 B parameters and 576 image placeholders at 336 px; blip2-opt-2.7b
+    3.74 B and 32 query placeholders at 224 px (model cards, processor configs)."""
+    from mmr3_adapters.hf_models import Sample
+
     script = _load_script()
     _, build = script.FULL_SIZE[family]
     generator = build("meta", "float16")
     n = sum(p.numel() for p in generator.model.parameters()) / 1e9
     assert n == pytest.approx(billions, abs=0.002)
+    image = script._sample_image()
+    batch = generator.build_batch([Sample(f"s{i}", q, (image,)) for i, q in enumerate(script.QUESTIONS)])
+    assert (batch.input_ids == generator.image_token_id).sum(dim=1).tolist() == [slots] * len(script.QUESTIONS)
+    assert tuple(batch.pixel_values.shape) == (len(script.QUESTIONS), 3, side, side)
 
 
 def test_a_generator_that_stops_early_is_caught_not_timed(monkeypatch):
