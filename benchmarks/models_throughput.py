@@ -202,12 +202,10 @@ def full_size_llava(device: str, dtype_name: str, dims: dict | None = None):
     """
     import torch
     from transformers import (
-        CLIPImageProcessor,
         CLIPVisionConfig,
         LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
-        LlavaProcessor,
     )
 
     from mmr3_adapters import tiny
@@ -224,18 +222,7 @@ def full_size_llava(device: str, dtype_name: str, dims: dict | None = None):
         vision_feature_layer=-2,
     )
     model = _random_model(LlavaForConditionalGeneration, config, device, getattr(torch, dtype_name))
-    size = vision["image_size"]
-    processor = LlavaProcessor(
-        image_processor=CLIPImageProcessor(
-            size={"shortest_edge": size}, crop_size={"height": size, "width": size},
-            image_mean=tiny.CLIP_MEAN, image_std=tiny.CLIP_STD,
-        ),
-        tokenizer=tiny.build_tokenizer("llama", declare_image_token=True),
-        patch_size=vision["patch_size"],
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=tiny.LLAVA_CHAT_TEMPLATE,
-    )  # fmt: skip
+    processor = tiny.llava_processor(vision["image_size"], vision["patch_size"])
     return LlavaGenerator(model, processor)
 
 
@@ -245,10 +232,8 @@ def full_size_blip2(device: str, dtype_name: str, dims: dict | None = None):
     from transformers import (
         Blip2Config,
         Blip2ForConditionalGeneration,
-        Blip2Processor,
         Blip2QFormerConfig,
         Blip2VisionConfig,
-        BlipImageProcessor,
         OPTConfig,
     )
 
@@ -270,14 +255,7 @@ def full_size_blip2(device: str, dtype_name: str, dims: dict | None = None):
         image_token_index=tiny.IMAGE_TOKEN_ID,
     )
     model = _random_model(Blip2ForConditionalGeneration, config, device, getattr(torch, dtype_name))
-    size = vision["image_size"]
-    processor = Blip2Processor(
-        image_processor=BlipImageProcessor(
-            size={"height": size, "width": size}, image_mean=tiny.CLIP_MEAN, image_std=tiny.CLIP_STD
-        ),
-        tokenizer=tiny.build_tokenizer("opt"),
-        num_query_tokens=BLIP2_QUERIES,
-    )
+    processor = tiny.blip2_processor("opt", vision["image_size"], BLIP2_QUERIES)
     return Blip2Generator(model, processor)
 
 
@@ -466,9 +444,9 @@ def main(argv: list[str] | None = None) -> int:
 def _write_json(path: Path, rows: list[dict]) -> None:
     import json
 
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(rows, indent=1) + "\n")
-    tmp.replace(path)
+    from mmr3_tasks.builder.atomic import write_text_atomic
+
+    write_text_atomic(path, json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -131,6 +131,48 @@ def build_tokenizer(backbone: str = "llama", declare_image_token: bool = False):
     )
 
 
+def llava_processor(image_size: int, patch_size: int):
+    """A llava-1.5-hf style processor (CLIP preprocessing, chat template) over the tiny tokenizer."""
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        do_center_crop=True,
+        do_resize=True,
+        do_normalize=True,
+        do_convert_rgb=True,
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+    )
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=build_tokenizer("llama", declare_image_token=True),
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,  # CLIP's CLS token, dropped by the "default" strategy
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    )
+
+
+def blip2_processor(backbone: str, image_size: int, num_query_tokens: int):
+    """A Salesforce/blip2-* style processor (straight resize, query placeholders) over the tiny tokenizer."""
+    from transformers import Blip2Processor, BlipImageProcessor
+
+    image_processor = BlipImageProcessor(
+        size={"height": image_size, "width": image_size},
+        do_resize=True,
+        do_normalize=True,
+        do_convert_rgb=True,
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+    )
+    # Blip2Processor adds `<image>` itself (already id 4) when the tokenizer does not declare it.
+    return Blip2Processor(
+        image_processor=image_processor, tokenizer=build_tokenizer(backbone), num_query_tokens=num_query_tokens
+    )
+
+
 def build_tiny_llava(path: str | Path, size: TinyLlavaSize | None = None, seed: int = SEED) -> Path:
     """Builds a random LLaVA-1.5-style checkpoint (CLIP vision tower, Llama LM) into `path`.
 
@@ -144,35 +186,16 @@ def build_tiny_llava(path: str | Path, size: TinyLlavaSize | None = None, seed: 
     """
     import torch
     from transformers import (
-        CLIPImageProcessor,
         CLIPVisionConfig,
         LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
-        LlavaProcessor,
     )
 
     size = size or TinyLlavaSize()
     out = Path(path)
-    tokenizer = build_tokenizer("llama", declare_image_token=True)
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": IMAGE_SIZE},
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        do_center_crop=True,
-        do_resize=True,
-        do_normalize=True,
-        do_convert_rgb=True,
-        image_mean=CLIP_MEAN,
-        image_std=CLIP_STD,
-    )
-    processor = LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=PATCH_SIZE,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,  # CLIP's CLS token, dropped by the "default" strategy
-        chat_template=LLAVA_CHAT_TEMPLATE,
-    )
+    processor = llava_processor(IMAGE_SIZE, PATCH_SIZE)
+    tokenizer = processor.tokenizer
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(
             hidden_size=size.vision_hidden,
@@ -225,10 +248,8 @@ def build_tiny_blip2(path: str | Path, backbone: str = "opt", seed: int = SEED) 
     from transformers import (
         Blip2Config,
         Blip2ForConditionalGeneration,
-        Blip2Processor,
         Blip2QFormerConfig,
         Blip2VisionConfig,
-        BlipImageProcessor,
         OPTConfig,
         T5Config,
     )
@@ -267,19 +288,8 @@ def build_tiny_blip2(path: str | Path, backbone: str = "opt", seed: int = SEED) 
         raise ValueError(f"backbone must be 'opt' or 't5', got {backbone!r}")
 
     out = Path(path)
-    # Blip2Processor adds `<image>` itself (already id 4) when the tokenizer does not declare it.
-    tokenizer = build_tokenizer(backbone)
-    image_processor = BlipImageProcessor(
-        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        do_resize=True,
-        do_normalize=True,
-        do_convert_rgb=True,
-        image_mean=CLIP_MEAN,
-        image_std=CLIP_STD,
-    )
-    processor = Blip2Processor(
-        image_processor=image_processor, tokenizer=tokenizer, num_query_tokens=BLIP2_QUERY_TOKENS
-    )
+    processor = blip2_processor(backbone, IMAGE_SIZE, BLIP2_QUERY_TOKENS)
+    tokenizer = processor.tokenizer
     config = Blip2Config(
         vision_config=Blip2VisionConfig(
             hidden_size=32,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import datasets
 import pytest
 
 from mmr3_tasks import data, schema
+from mmr3_tasks.builder.atomic import atomic_target, write_text_atomic
 from mmr3_tasks.builder.images import encode_jpeg
 from mmr3_tasks.builder.rows import Group, RowError, Variant, clean_answers, group_rows, write_parquet_atomic
 
@@ -65,3 +67,14 @@ def test_parquet_is_written_atomically_and_loads_with_the_schema(tmp_path):
     assert data.check_rows(ds, "restyle").kept == [0, 1, 2, 3]
     plain = datasets.load_dataset("parquet", data_files=str(path), split="train")
     assert plain.features == schema.FEATURES  # the schema travels in the file's metadata
+
+
+def test_a_failed_atomic_write_leaves_the_old_file(tmp_path):
+    path = tmp_path / "manifest.json"
+    write_text_atomic(path, "old\n")
+    with pytest.raises(RuntimeError, match="killed"), atomic_target(path) as tmp:
+        Path(tmp).write_text("half of the new")
+        raise RuntimeError("killed mid-write")
+    assert path.read_text() == "old\n" and os.listdir(tmp_path) == ["manifest.json"]
+    write_text_atomic(path, "new\n")
+    assert path.read_text() == "new\n" and stat.S_IMODE(path.stat().st_mode) & 0o044

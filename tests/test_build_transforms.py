@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import pickle
+import stat
 import sys
 import threading
 from functools import partial
@@ -227,11 +228,13 @@ def test_style_models_from_a_url(tmp_path):
         spec = StyleModelSpec(url, format="transformer_net", device="cpu", cache_dir=str(tmp_path / "cache"))
         models = load_style_models(spec)
         assert set(models) == {"candy", "mosaic", "udnie"}
-        assert len(list((tmp_path / "cache").rglob("*.pth"))) == 3
+        cached = list((tmp_path / "cache").rglob("*.pth"))
+        assert len(cached) == 3 and all(stat.S_IMODE(f.stat().st_mode) & 0o044 for f in cached)
         with pytest.raises(StyleModelError, match="HTTP 404"):
             load_style_models(
                 StyleModelSpec(url + "nothing/", format="transformer_net", cache_dir=str(tmp_path / "c2"))
             )
+        assert not [f for f in (tmp_path / "c2").rglob("*") if f.is_file()]  # no partial download left
     finally:
         httpd.shutdown()
         httpd.server_close()

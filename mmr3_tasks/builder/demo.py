@@ -18,6 +18,7 @@ from pathlib import Path
 from mmr3_tasks import schema
 from mmr3_tasks.builder import images as imgs
 from mmr3_tasks.builder import masks
+from mmr3_tasks.builder.atomic import write_text_atomic
 from mmr3_tasks.builder.render import (
     ContextItem,
     ImagePolicy,
@@ -29,7 +30,7 @@ from mmr3_tasks.builder.render import (
     render_rephrase,
     render_restyle,
 )
-from mmr3_tasks.builder.rows import group_rows, image_hashes, write_parquet_atomic, write_text_atomic
+from mmr3_tasks.builder.rows import group_rows, image_hashes, write_parquet_atomic
 from mmr3_tasks.builder.styles import StyleModelSpec, load_style_models
 
 log = logging.getLogger(__name__)

@@ -33,6 +33,7 @@ from pathlib import Path
 from mmr3_tasks import schema
 from mmr3_tasks.builder import images as imgs
 from mmr3_tasks.builder import sources as src
+from mmr3_tasks.builder.atomic import write_text_atomic
 from mmr3_tasks.builder.config import SOURCE_SHARES, BuildConfig, ConfigError
 from mmr3_tasks.builder.render import (
     ContextItem,
@@ -44,7 +45,7 @@ from mmr3_tasks.builder.render import (
     render_restyle,
 )
 from mmr3_tasks.builder.rephrase import RephraseStats, ReplyCache, make_generator, rephrase_items
-from mmr3_tasks.builder.rows import group_rows, image_hashes, write_parquet_atomic, write_text_atomic
+from mmr3_tasks.builder.rows import group_rows, image_hashes, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 

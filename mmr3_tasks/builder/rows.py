@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,17 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmr3_tasks import schema
+from mmr3_tasks.builder.atomic import atomic_target
 from mmr3_tasks.builder.images import sha256_bytes, sha256_file
-
-
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-# mkstemp creates files 0600; finished files get the permissions a plain open() would give them.
-_FILE_MODE = 0o666 & ~_current_umask()
 
 # Rows per parquet row group: images are large, so small groups keep streaming reads cheap.
 ROW_GROUP_SIZE = 100
@@ -129,33 +118,8 @@ def rows_table(rows: Sequence[dict]) -> pa.Table:
 
 
 def write_parquet_atomic(rows: Sequence[dict], path: Path) -> str:
-    """Writes the rows to `path` through a hidden temporary file and os.replace, so a reader (or a
-    resumed build) sees either no file or the whole file. Returns the file's sha256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    """Writes the rows to `path` atomically (builder.atomic): a reader, or a resumed build, sees
+    either no file or the whole file. Returns the file's sha256."""
+    with atomic_target(path) as tmp:
         pq.write_table(rows_table(rows), tmp, row_group_size=ROW_GROUP_SIZE, compression="snappy")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return sha256_file(path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

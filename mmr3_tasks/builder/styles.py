@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 from mmr3_tasks import schema
 from mmr3_tasks.builder import images as imgs
+from mmr3_tasks.builder.atomic import atomic_target
 from mmr3_tasks.builder.onnx_patch import make_size_free
 
 log = logging.getLogger(__name__)
@@ -328,10 +328,8 @@ def _is_url(location: str) -> bool:
 def _download(url: str, dest: Path, expected_sha256: str | None) -> None:
     import httpx
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f, httpx.stream("GET", url, follow_redirects=True, timeout=60) as resp:
+    with atomic_target(dest, suffix=".part") as tmp:
+        with open(tmp, "wb") as f, httpx.stream("GET", url, follow_redirects=True, timeout=60) as resp:
             if resp.status_code != 200:
                 raise StyleModelError(f"downloading style model {url}: HTTP {resp.status_code}")
             for block in resp.iter_bytes():
@@ -342,10 +340,6 @@ def _download(url: str, dest: Path, expected_sha256: str | None) -> None:
                 f"style model {url} has sha256 {actual}, expected {expected_sha256}: "
                 "the file at that address changed or the download was corrupted"
             )
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def resolve_style_files(spec: StyleModelSpec, names: Sequence[str] = NETWORK_STYLES) -> dict[str, Path]:
