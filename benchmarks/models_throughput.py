@@ -10,7 +10,7 @@ generate_until, which is what batching changes) and the end-to-end seconds of si
 The model is a *benchmark-size* tiny LLaVA (Llama LM 256 wide, 4 layers; CLIP tower 64 wide):
 the 70k-parameter test model is so small that per-call overhead, not generation, would be
 timed. Both sides generate the same number of tokens: the random model never emits EOS or a
-newline (mmr3_adapters.tiny), so every answer runs to the task's max_new_tokens (64).
+newline (mmr3_adapters.models.tiny), so every answer runs to the task's max_new_tokens (64).
 
 GPU part (only when torch.cuda.is_available()): the full-size LLaVA-1.5-7B architecture
 (CLIP ViT-L/14-336 + Vicuna-7B dims) and BLIP-2 OPT-2.7b architecture (ViT-g + Q-Former + OPT-2.7b),
@@ -72,7 +72,7 @@ def cpu_comparison(repeats: int, limit: int | None, workdir: Path) -> float:
     from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.tasks import TaskManager
 
-    from mmr3_adapters.tiny import TinyLlavaSize, build_tiny_llava
+    from mmr3_adapters.models.tiny import TinyLlavaSize, build_tiny_llava
     from mmr3_tasks import lmms_plugin
 
     path = build_tiny_llava(workdir / "bench-llava", size=TinyLlavaSize(**BENCH_SIZE))
@@ -208,8 +208,7 @@ def full_size_llava(device: str, dtype_name: str, dims: dict | None = None):
         LlavaForConditionalGeneration,
     )
 
-    from mmr3_adapters import tiny
-    from mmr3_adapters.hf_models import LlavaGenerator
+    from mmr3_adapters.models import LlavaGenerator, tiny
 
     vision, text = (dims or {}).get("vision", LLAVA_7B_VISION), (dims or {}).get("text", LLAVA_7B_TEXT)
     config = LlavaConfig(
@@ -237,8 +236,7 @@ def full_size_blip2(device: str, dtype_name: str, dims: dict | None = None):
         OPTConfig,
     )
 
-    from mmr3_adapters import tiny
-    from mmr3_adapters.hf_models import Blip2Generator
+    from mmr3_adapters.models import Blip2Generator, tiny
 
     dims = dims or {}
     vision = dims.get("vision", BLIP2_VISION)
@@ -284,8 +282,8 @@ def full_size(
     """
     import torch
 
-    from mmr3_adapters.generation import GenerationSettings
-    from mmr3_adapters.hf_models import Sample
+    from mmr3_adapters.models import Sample
+    from mmr3_adapters.models.generation import GenerationSettings
 
     name, build = FULL_SIZE[family]
     started = time.perf_counter()

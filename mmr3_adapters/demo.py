@@ -45,7 +45,7 @@ def hub_checkpoint(model_id: str) -> Path | None:
 
 
 def tiny_checkpoint() -> Path:
-    from mmr3_adapters.tiny import build_tiny_llava
+    from mmr3_adapters.models.tiny import build_tiny_llava
     from mmr3_tasks.data import cache_root
 
     return Path(build_tiny_llava(cache_root() / "tiny-llava"))

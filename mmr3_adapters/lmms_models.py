@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -17,17 +18,19 @@ from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
 from lmms_eval.api.model import lmms
 from lmms_eval.models.registry_v2 import ModelManifest
 
-from mmr3_adapters import prompts
-from mmr3_adapters.generation import GenerationSettings, sample_id
-from mmr3_adapters.hf_models import (
+from mmr3_adapters.models import (
     IMAGE_ASPECTS,
     Blip2Generator,
     LlavaGenerator,
     Query,
     Sample,
     VisionLanguageGenerator,
+    prompts,
     resolve_placement,
 )
+from mmr3_adapters.models.generation import GenerationSettings, sample_id
+
+logger = logging.getLogger("mmr3")
 
 MODEL_IDS = {
     "mmr3_replay": "mmr3_adapters.lmms_models.Replay",
@@ -110,7 +113,7 @@ class Replay(lmms):
 class _BatchedVLM(lmms):
     """Shared lmms-eval side of mmr3_blip2 / mmr3_llava: arguments, accelerate, requests -> queries.
 
-    The generation itself is `hf_models.VisionLanguageGenerator`'s; this class only translates.
+    The generation itself is `models.VisionLanguageGenerator`'s; this class only translates.
     """
 
     model_id: ClassVar[str] = ""
@@ -129,6 +132,7 @@ class _BatchedVLM(lmms):
         batch_size: int | str,
         trust_remote_code: bool,
         adapter: str | None,
+        lora: str | None,
         unknown: dict[str, Any],
         family_kwargs: dict[str, Any],
     ) -> None:
@@ -136,11 +140,19 @@ class _BatchedVLM(lmms):
             raise TypeError(
                 f"{self.model_id} got unknown model_args {sorted(unknown)}; see docs/models.md for the accepted ones"
             )
-        if adapter is not None:
-            raise NotImplementedError(
-                f"{self.model_id}: adapter={adapter!r} is not implemented yet (the consistency adapter "
-                "comes in a later release); drop adapter= to evaluate the plain backbone"
+        # lmms-eval turns a numeric value into a number; an empty `adapter=` (an unset shell variable) adapts nothing.
+        adapter, lora = (None if v in (None, "") else str(v) for v in (adapter, lora))
+        if adapter is not None and lora is not None:
+            raise _setup_error(
+                f"{self.model_id}: adapter= and lora= together; evaluate one trained method per run (docs/adapter.md)"
             )
+        if adapter is not None:  # before the model loads: a wrong folder fails in a second
+            from mmr3_adapters.adapter.checkpoint import AdapterCheckpointError, read_adapter_config
+
+            try:
+                read_adapter_config(adapter)
+            except AdapterCheckpointError as err:
+                raise _setup_error(f"{self.model_id}: {err}") from None
         if not pretrained:
             raise ValueError(
                 f"{self.model_id} needs pretrained=<hub id or local folder>, "
@@ -163,6 +175,7 @@ class _BatchedVLM(lmms):
         self.accelerator = accelerator
         self.pretrained = str(pretrained)
         self.adapter = adapter
+        self.lora = lora
         self.generator = self.generator_class.from_pretrained(
             pretrained,
             revision=revision,
@@ -173,6 +186,8 @@ class _BatchedVLM(lmms):
             trust_remote_code=trust_remote_code,
             **family_kwargs,
         )
+        if adapter is not None or lora is not None:
+            self._attach_trained(adapter, lora)
         if placement.world_size > 1:
             # Moves the model to this process's device and applies accelerate's mixed precision;
             # evaluation_mode: no DDP wrapper (nothing trains, every rank generates on its own shard).
@@ -180,6 +195,36 @@ class _BatchedVLM(lmms):
         self._device = torch.device(placement.device)
         self._rank = placement.rank
         self._world_size = placement.world_size
+
+    def _attach_trained(self, adapter: str | None, lora: str | None) -> None:
+        """The trained adapter (or LoRA) onto the loaded backbone, after checking they fit."""
+        from mmr3_adapters.adapter.checkpoint import AdapterCheckpointError, load_adapter
+        from mmr3_adapters.adapter.lora import load_lora
+
+        gen = self.generator
+        try:
+            if lora is not None:
+                load_lora(gen, lora)
+                return
+            trained = load_adapter(
+                adapter,
+                backbone=gen.backbone,
+                hidden_size=gen.hidden_size,
+                base_model=self.pretrained,
+                device=gen.input_device,
+            )
+        except AdapterCheckpointError as err:
+            raise _setup_error(f"{self.model_id}: {err}") from None
+        trained_with = trained.config.generator_options
+        differs = {k: (v, gen.options.get(k)) for k, v in trained_with.items() if gen.options.get(k) != v}
+        if differs:
+            logger.warning(
+                "%s: the adapter was trained with other model options than this run uses (%s); its prefix was "
+                "learnt for the training prompts",
+                self.model_id,
+                "; ".join(f"{k}: trained {a!r}, now {b!r}" for k, (a, b) in differs.items()),
+            )
+        gen.embedding_transform = trained
 
     @property
     def device(self):
@@ -261,6 +306,7 @@ class Blip2(_BatchedVLM):
         trust_remote_code: bool = False,
         prompt: str = prompts.BLIP2_PROMPT,
         adapter: str | None = None,
+        lora: str | None = None,
         **unknown: Any,
     ) -> None:
         super().__init__()
@@ -274,6 +320,7 @@ class Blip2(_BatchedVLM):
             batch_size=batch_size,
             trust_remote_code=trust_remote_code,
             adapter=adapter,
+            lora=lora,
             unknown=unknown,
             family_kwargs={"prompt": prompt},
         )
@@ -306,6 +353,7 @@ class Llava(_BatchedVLM):
         use_chat_template: bool = True,
         image_aspect: str = "pad",
         adapter: str | None = None,
+        lora: str | None = None,
         **unknown: Any,
     ) -> None:
         super().__init__()
@@ -323,9 +371,18 @@ class Llava(_BatchedVLM):
             batch_size=batch_size,
             trust_remote_code=trust_remote_code,
             adapter=adapter,
+            lora=lora,
             unknown=unknown,
             family_kwargs={"use_chat_template": bool(use_chat_template), "image_aspect": image_aspect},
         )
+
+
+def _setup_error(message: str) -> SystemExit:
+    """Stops lmms-eval with our one-line message and exit code 1 (it would print a traceback for an
+    Exception and still exit 0), as missing data does."""
+    from mmr3_tasks.hooks import MMR3SetupError
+
+    return MMR3SetupError(message)
 
 
 def _positive_int(name: str, value: int | str) -> int:

@@ -2,7 +2,7 @@
 
 The full benchmark was never published (paper-spec §5): users build it with `mmr3 build` into one
 folder, `$MMR3_DATA` or `~/.cache/mmr3/data`, or point `MMR3_DATA` at a hub dataset id holding such
-a build. The demo set ships inside this package. Layout of a build (docs/data.md):
+a build. The demo set ships inside this package, in the same layout. Layout of a build (docs/data.md):
 
     <root>/<task>/<split>-00000-of-0000N.parquet   rows in schema.FEATURES
     <root>/manifest.json, <root>/README.md          build settings, sha256 of every image, card
@@ -23,6 +23,7 @@ from mmr3_tasks import imagecheck, schema
 DATA_ENV = "MMR3_DATA"
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEMO_DIR = PACKAGE_DIR / "data" / "mini"
+DEMO_SPLITS = ("test", "train")  # train: for the consistency adapter; disjoint from test by group
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -66,12 +67,14 @@ def load_split(task: str, split: str = "test", location: str | None = None) -> d
     """
     if task not in schema.TASKS:
         raise ValueError(f"unknown MM-R³ task {task!r}; expected one of {', '.join(schema.TASKS)}")
+    origin = data_origin() if location is None else "the location given"
     location = location or data_location()
     root = Path(os.path.expanduser(location))
     if root.is_dir():
         files = split_files(root, task, split)
         if not files:
-            raise DataNotFoundError(_missing_message(task, split, location, f"{root / task}/{split}-*.parquet"))
+            looked = f"{root / task}/{split}-*.parquet"
+            raise DataNotFoundError(_missing_message(task, split, location, looked, origin))
         # No `features=` here: it would fill a missing column with nulls instead of failing.
         return as_schema(datasets.load_dataset("parquet", data_files={split: [str(f) for f in files]}, split=split))
     if _HUB_ID.match(location) and not location.startswith((".", "/", "~")):
@@ -79,9 +82,10 @@ def load_split(task: str, split: str = "test", location: str | None = None) -> d
             ds = datasets.load_dataset(location, name=task, split=split)
         except Exception as err:  # the hub's errors vary by version; keep the cause, add the fix
             looked = f"a local folder {str(root.resolve())!r} (none), then hub dataset {location!r} config {task!r}"
-            raise DataNotFoundError(_missing_message(task, split, location, looked) + f"\nCause: {err}") from err
+            message = _missing_message(task, split, location, looked, origin)
+            raise DataNotFoundError(f"{message}\nCause: {err}") from err
         return as_schema(ds)
-    raise DataNotFoundError(_missing_message(task, split, location, f"{root}/{task}/{split}-*.parquet"))
+    raise DataNotFoundError(_missing_message(task, split, location, f"{root}/{task}/{split}-*.parquet", origin))
 
 
 def as_schema(ds: datasets.Dataset) -> datasets.Dataset:
@@ -101,15 +105,18 @@ def as_schema(ds: datasets.Dataset) -> datasets.Dataset:
         raise DataSchemaError(f"columns of the wrong type {theirs}: {err}; rebuild with `mmr3 build`") from err
 
 
-def _missing_message(task: str, split: str, location: str, looked: str) -> str:
-    origin = data_origin()
+def _missing_message(task: str, split: str, location: str, looked: str, origin: str) -> str:
+    if split == "train":
+        demo = "To try training without it, use the bundled demo set's train split: mmr3 train-adapter --data demo"
+    else:
+        demo = "To try the pipeline without it, run the bundled demo tasks: --tasks mmr3_mini"
     return (
         f"MM-R³ {task} data ({split} split) not found.\n"
         f"  Looked in: {looked}  [from {origin}]\n"
         f"  The paper's data was never published, so build it once from the public sources:\n"
-        f"      mmr3 build --out {location}    (see docs/data.md)\n"
+        f"      mmr3 build --out {location}    (see docs/data.md; it writes the test and train splits)\n"
         f"  or set {DATA_ENV} to a folder (or hub dataset id) holding such a build.\n"
-        f"  To try the pipeline without it, run the bundled demo tasks: --tasks mmr3_mini"
+        f"  {demo}"
     )
 
 
@@ -137,12 +144,19 @@ def _sha256_16(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def demo_file(task: str) -> Path:
-    return DEMO_DIR / f"{task}.parquet"
+def demo_file(task: str, split: str = "test") -> Path:
+    """The demo set's one shard of a task's split, laid out as a build: `<task>/<split>-00000-of-00001.parquet`."""
+    if task not in schema.TASKS:
+        raise ValueError(f"unknown MM-R³ task {task!r}; expected one of {', '.join(schema.TASKS)}")
+    if split not in DEMO_SPLITS:
+        raise ValueError(f"the demo set has no {split!r} split; expected one of {', '.join(DEMO_SPLITS)}")
+    return DEMO_DIR / task / f"{split}-00000-of-00001.parquet"
 
 
-def load_demo(task: str) -> datasets.Dataset:
-    return datasets.load_dataset("parquet", data_files={"test": str(demo_file(task))}, split="test")
+def load_demo(task: str, split: str = "test") -> datasets.Dataset:
+    """One task's split of the bundled demo set, read as `load_split` reads a build."""
+    demo_file(task, split)  # a bad task or split fails here, with the demo's own message
+    return load_split(task, split, location=str(DEMO_DIR))
 
 
 # --------------------------------------------------------------------------- row checks

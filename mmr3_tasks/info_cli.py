@@ -32,7 +32,7 @@ def gather() -> dict:
         "data_location": location,
         "data_from": data.data_origin(),
         "data": status,
-        "demo_files": [str(data.demo_file(t)) for t in schema.TASKS],
+        "demo_files": [str(data.demo_file(t, s)) for t in schema.TASKS for s in data.DEMO_SPLITS],
         "embedding_model": embedding.requested_embedding_model(),
         "embedding_model_path": embedding.resolve_embedding_model(),
     }

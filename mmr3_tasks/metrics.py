@@ -2,7 +2,9 @@
 
 Pure functions over scored responses; no lmms-eval, no I/O. Every distinct string is embedded
 once for the whole call, and all per-group arithmetic is vectorised (see benchmarks/scoring.py).
-Definitions, edge cases and worked examples: docs/metrics.md.
+`score` and `group_scores` share one implementation (`_score_groups`); `paired_bootstrap`
+compares two runs group by group. Definitions, edge cases and worked examples: docs/metrics.md;
+the paired comparison: docs/compare.md.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -157,6 +159,171 @@ def score(
         n_resamples: group-bootstrap resamples for the confidence intervals (0 = none).
         seed: bootstrap seed; the intervals are reproducible.
     """
+    g = _score_groups(responses, embedder, clean_context=clean_context, threshold=threshold)
+    n_groups, multi = len(g.group_ids), g.multi
+
+    # Means over groups: Acc and S_GT over all groups, the pair metrics over groups with pairs.
+    con_g, sc_g, agree_g = g.con_g[multi], g.sc_g[multi], g.agree_g[multi]
+
+    # Consistent-correct / consistent-wrong / inconsistent, over groups with at least 2 variants.
+    all_correct = _group_all(g.correct, g.vgroup, n_groups)
+    all_wrong = _group_all(~g.correct, g.vgroup, n_groups)
+    all_consistent = _group_all(g.consistent, g.pgroup, n_groups)
+    cc = all_correct[multi]
+    cw = (all_wrong & all_consistent)[multi]
+
+    ci = {}
+    if n_resamples > 0:
+        rng = np.random.default_rng(seed)
+        ci["acc"], ci["s_gt"] = _bootstrap([g.acc_g, g.sgt_g], rng, n_resamples)
+        ci["con"], ci["s_c"] = _bootstrap([con_g, sc_g], rng, n_resamples)
+    else:
+        ci = {name: None for name in HEADLINE}
+
+    sizes = np.array([r.group_size for r in g.rows], dtype=np.int64)
+    expected = np.zeros(n_groups, dtype=np.int64)
+    np.maximum.at(expected, g.vgroup, sizes)
+    complete = (expected > 0) & (g.group_n >= expected)
+    counts = {
+        "responses": len(g.rows),
+        "groups": n_groups,
+        "groups_complete": int(complete.sum()),
+        "groups_incomplete": int(n_groups - complete.sum()),
+        "groups_with_pairs": int(multi.sum()),
+        "pairs": len(g.pa),
+        "empty_responses": int(g.empty.sum()),
+        "duplicate_responses": g.n_duplicates,
+    }
+    return Report(
+        acc=_pct(g.acc_g),
+        s_gt=_pct(g.sgt_g),
+        con=_pct(con_g),
+        s_c=_pct(sc_g),
+        exact_agreement=_pct(agree_g),
+        consistent_correct=_pct(cc.astype(np.float64)),
+        consistent_wrong=_pct(cw.astype(np.float64)),
+        inconsistent=_pct((~cc & ~cw).astype(np.float64)),
+        ci=ci,
+        breakdown=_breakdown(g.rows, g.correct, g.s_gt_v, g.pa, g.pb, g.cos, g.consistent),
+        counts=counts,
+        threshold=threshold,
+    )
+
+
+@dataclass(frozen=True)
+class GroupScore:
+    """One group's Acc, S_GT, Con and S_C, ×100: the values `score` averages over groups."""
+
+    acc: float
+    s_gt: float
+    con: float | None  # None for a group with fewer than 2 responses: it has no pairs
+    s_c: float | None
+    responses: int
+
+
+def group_scores(
+    responses: Iterable[ScoredResponse],
+    embedder: Embedder,
+    *,
+    clean_context: bool = False,
+    threshold: float = CONSISTENCY_THRESHOLD,
+) -> dict[str, GroupScore]:
+    """Per `group_id`, the four headline values of that group, computed exactly as `score` does.
+
+    The mean of `acc` (`s_gt`) over the groups is `score(...).acc` (`.s_gt`); the mean of `con`
+    (`s_c`) over the groups where it is not None is `score(...).con` (`.s_c`).
+    """
+    g = _score_groups(responses, embedder, clean_context=clean_context, threshold=threshold)
+    return {
+        group_id: GroupScore(
+            acc=float(100.0 * g.acc_g[i]),
+            s_gt=float(100.0 * g.sgt_g[i]),
+            con=float(100.0 * g.con_g[i]) if g.multi[i] else None,
+            s_c=float(100.0 * g.sc_g[i]) if g.multi[i] else None,
+            responses=int(g.group_n[i]),
+        )
+        for i, group_id in enumerate(g.group_ids)
+    }
+
+
+@dataclass(frozen=True)
+class PairedDelta:
+    """One metric of run b against run a, over the groups both scored (×100 points)."""
+
+    delta: float | None  # mean_b - mean_a; None when no group is shared
+    ci: list[float] | None  # percentile interval of the delta (CI_LEVEL); None without resamples
+    shared: int  # groups with a value in both runs: the only ones used
+    only_a: int  # groups with a value in run a only: counted, never used
+    only_b: int
+    mean_a: float | None = None  # run a's mean over the shared groups
+    mean_b: float | None = None
+
+
+def paired_bootstrap(
+    a: Mapping[str, float | None],
+    b: Mapping[str, float | None],
+    *,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> PairedDelta:
+    """Delta of one metric between two runs, with a paired group-bootstrap interval.
+
+    Args:
+        a: group_id -> the metric's value in the first run (the base); None = not scored there,
+            e.g. Con of a group with one response.
+        b: the same for the second run.
+        n_resamples: resamples of the shared groups, with replacement (0 = no interval).
+        seed: bootstrap seed; the interval is reproducible.
+
+    Each resample draws the shared groups with replacement and takes mean(b) - mean(a) over the
+    same draw, so the interval reflects only how the two runs differ on the same items.
+    """
+    in_a = {k for k, v in a.items() if v is not None}
+    in_b = {k for k, v in b.items() if v is not None}
+    shared = sorted(in_a & in_b)  # sorted: the draw does not depend on mapping order
+    counts = {"shared": len(shared), "only_a": len(in_a - in_b), "only_b": len(in_b - in_a)}
+    if not shared:
+        return PairedDelta(delta=None, ci=None, **counts)
+    va = np.array([a[k] for k in shared], dtype=np.float64)
+    vb = np.array([b[k] for k in shared], dtype=np.float64)
+    ci = None
+    if n_resamples > 0:
+        [ci] = _bootstrap([vb - va], np.random.default_rng(seed), n_resamples, scale=1.0)
+    mean_a, mean_b = float(va.mean()), float(vb.mean())
+    return PairedDelta(delta=mean_b - mean_a, ci=ci, mean_a=mean_a, mean_b=mean_b, **counts)
+
+
+@dataclass
+class _GroupArrays:
+    """Everything `score` and `group_scores` share: per response, per pair, per group.
+
+    Rows are sorted by group; per-group arrays are fractions (not ×100), indexed like group_ids.
+    """
+
+    rows: list[ScoredResponse]
+    n_duplicates: int
+    group_ids: list[str]
+    vgroup: np.ndarray  # (responses,) group index of each row
+    group_n: np.ndarray  # (groups,) responses per group
+    empty: np.ndarray  # (responses,)
+    correct: np.ndarray  # (responses,)
+    s_gt_v: np.ndarray  # (responses,)
+    pa: np.ndarray  # (pairs,) row index of each pair's first response
+    pb: np.ndarray  # (pairs,)
+    pgroup: np.ndarray  # (pairs,) group index of each pair
+    cos: np.ndarray  # (pairs,)
+    consistent: np.ndarray  # (pairs,)
+    multi: np.ndarray  # (groups,) the group has at least 2 responses, hence pairs
+    acc_g: np.ndarray  # (groups,)
+    sgt_g: np.ndarray  # (groups,)
+    con_g: np.ndarray  # (groups,) 0 where not multi: read only under `multi`
+    sc_g: np.ndarray  # (groups,)
+    agree_g: np.ndarray  # (groups,)
+
+
+def _score_groups(
+    responses: Iterable[ScoredResponse], embedder: Embedder, *, clean_context: bool, threshold: float
+) -> _GroupArrays:
     rows, n_duplicates = deduplicate(responses)
     rows.sort(key=lambda r: (r.group_id, r.variant, r.id))
     texts = [clean_context_answer(r.response) if clean_context else r.response for r in rows]
@@ -205,56 +372,26 @@ def score(
     agree = np.array([bool(norm[a]) and norm[a] == norm[b] for a, b in zip(pa, pb, strict=True)], dtype=bool)
     pgroup = vgroup[pa]
 
-    # Group means, then means over groups.
-    acc_g = _group_mean(correct.astype(np.float64), vgroup, n_groups)
-    sgt_g = _group_mean(s_gt_v, vgroup, n_groups)
-    multi = group_n >= 2
-    con_g = _group_mean(consistent.astype(np.float64), pgroup, n_groups)[multi]
-    sc_g = _group_mean(cos, pgroup, n_groups)[multi]
-    agree_g = _group_mean(agree.astype(np.float64), pgroup, n_groups)[multi]
-
-    # Consistent-correct / consistent-wrong / inconsistent, over groups with at least 2 variants.
-    all_correct = _group_all(correct, vgroup, n_groups)
-    all_wrong = _group_all(~correct, vgroup, n_groups)
-    all_consistent = _group_all(consistent, pgroup, n_groups)
-    cc = all_correct[multi]
-    cw = (all_wrong & all_consistent)[multi]
-
-    ci = {}
-    if n_resamples > 0:
-        rng = np.random.default_rng(seed)
-        ci["acc"], ci["s_gt"] = _bootstrap([acc_g, sgt_g], rng, n_resamples)
-        ci["con"], ci["s_c"] = _bootstrap([con_g, sc_g], rng, n_resamples)
-    else:
-        ci = {name: None for name in HEADLINE}
-
-    sizes = np.array([r.group_size for r in rows], dtype=np.int64)
-    expected = np.zeros(n_groups, dtype=np.int64)
-    np.maximum.at(expected, vgroup, sizes)
-    complete = (expected > 0) & (group_n >= expected)
-    counts = {
-        "responses": len(rows),
-        "groups": n_groups,
-        "groups_complete": int(complete.sum()),
-        "groups_incomplete": int(n_groups - complete.sum()),
-        "groups_with_pairs": int(multi.sum()),
-        "pairs": len(pa),
-        "empty_responses": int(empty.sum()),
-        "duplicate_responses": n_duplicates,
-    }
-    return Report(
-        acc=_pct(acc_g),
-        s_gt=_pct(sgt_g),
-        con=_pct(con_g),
-        s_c=_pct(sc_g),
-        exact_agreement=_pct(agree_g),
-        consistent_correct=_pct(cc.astype(np.float64)),
-        consistent_wrong=_pct(cw.astype(np.float64)),
-        inconsistent=_pct((~cc & ~cw).astype(np.float64)),
-        ci=ci,
-        breakdown=_breakdown(rows, correct, s_gt_v, pa, pb, cos, consistent),
-        counts=counts,
-        threshold=threshold,
+    return _GroupArrays(
+        rows=rows,
+        n_duplicates=n_duplicates,
+        group_ids=group_ids,
+        vgroup=vgroup,
+        group_n=group_n,
+        empty=empty,
+        correct=correct,
+        s_gt_v=s_gt_v,
+        pa=pa,
+        pb=pb,
+        pgroup=pgroup,
+        cos=cos,
+        consistent=consistent,
+        multi=group_n >= 2,
+        acc_g=_group_mean(correct.astype(np.float64), vgroup, n_groups),
+        sgt_g=_group_mean(s_gt_v, vgroup, n_groups),
+        con_g=_group_mean(consistent.astype(np.float64), pgroup, n_groups),
+        sc_g=_group_mean(cos, pgroup, n_groups),
+        agree_g=_group_mean(agree.astype(np.float64), pgroup, n_groups),
     )
 
 
@@ -319,8 +456,8 @@ def _pct(values: np.ndarray) -> float | None:
     return None if len(values) == 0 else float(100.0 * values.mean())
 
 
-def _bootstrap(per_group: list[np.ndarray], rng: np.random.Generator, n_resamples: int) -> list:
-    """Percentile interval of the mean over groups, resampling groups with replacement."""
+def _bootstrap(per_group: list[np.ndarray], rng: np.random.Generator, n_resamples: int, scale: float = 100.0) -> list:
+    """Percentile interval of the mean over groups (× scale), resampling groups with replacement."""
     n = len(per_group[0])
     if n == 0:
         return [None for _ in per_group]
@@ -328,7 +465,7 @@ def _bootstrap(per_group: list[np.ndarray], rng: np.random.Generator, n_resample
     alpha = (1.0 - CI_LEVEL) / 2.0
     out = []
     for values in per_group:
-        means = 100.0 * (weights @ values)
+        means = scale * (weights @ values)
         lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
         out.append([float(lo), float(hi)])
     return out

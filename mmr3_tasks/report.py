@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmr3_tasks import schema, taskdefs
+from mmr3_tasks import embedding, metrics, schema, taskdefs
 
 TASK_SHORT = {"rephrase": "QR", "restyle": "IR", "context": "CR"}
 METRIC_LABELS = {"acc": "Acc", "s_gt": "S_GT", "con": "Con", "s_c": "S_C"}
@@ -27,6 +27,7 @@ BREAKDOWN_TABLES = (
     ("context", "mask_lines", "Table 12: number of mask lines (Context Reasoning)"),
     ("context", "mask_shape", "Table 13: mask shape (Context Reasoning)"),
 )
+RESULTS_SUFFIX = "_results.json"
 DEMO_NOTE = "demo set: a smoke test of the pipeline, not comparable to the paper's numbers"
 
 
@@ -39,6 +40,11 @@ class Run:
     scores: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
     demo: bool = False
     sources: list[str] = field(default_factory=list)
+    model: str = ""
+    model_args: str = ""
+    gen_kwargs: str = ""
+    task_names: dict[tuple[str, str], str] = field(default_factory=dict)  # (task, protocol) -> lmms-eval task
+    samples: dict[str, Path] = field(default_factory=dict)  # lmms-eval task -> its --log_samples file
 
     def get(self, task: str, protocol: str, metric: str):
         return self.scores.get((task, protocol), {}).get(metric)
@@ -52,12 +58,30 @@ def task_of(name: str) -> tuple[str, str, bool] | None:
     return None
 
 
+ADAPTER_ARGS = ("adapter", "lora")  # model_args that turn a base model into an adapted one
+
+
 def run_label(results: dict, path: Path) -> str:
+    """`mmr3_llava (llava-1.5-7b-hf)`, `mmr3_llava (llava-1.5-7b-hf) + adapter ckpt-3`."""
     config = results.get("config", {})
-    args = str(config.get("model_args") or "")
-    pretrained = re.search(r"(?:^|,)(?:pretrained|responses)=([^,]+)", args)
+    args = parse_model_args(str(config.get("model_args") or ""))
     model = config.get("model") or results.get("model_name") or path.stem
-    return f"{model} ({Path(pretrained.group(1)).name})" if pretrained else str(model)
+    pretrained = args.get("pretrained") or args.get("responses")
+    label = f"{model} ({Path(pretrained).name})" if pretrained else str(model)
+    for name in ADAPTER_ARGS:
+        if args.get(name):
+            label += f" + {name} {Path(args[name]).name}"
+    return label
+
+
+def parse_model_args(model_args: str) -> dict[str, str]:
+    """lmms-eval's `--model_args` string, `k=v,k=v`, as a dict (a bare `k` maps to "")."""
+    out = {}
+    for item in model_args.split(","):
+        key, _, value = item.partition("=")
+        if key.strip():
+            out[key.strip()] = value.strip()
+    return out
 
 
 def results_files(path: str) -> list[Path]:
@@ -70,6 +94,22 @@ def results_files(path: str) -> list[Path]:
     if p.is_file():
         return [p]
     raise FileNotFoundError(f"{p}: no such results file or folder (give lmms-eval's --output_path)")
+
+
+def samples_files(results_path: Path) -> dict[str, Path]:
+    """lmms-eval task -> the `--log_samples` file written with a results file.
+
+    lmms-eval names both after one stamp: `<stamp>_results.json` and `<stamp>_samples_<task>.jsonl`
+    in the same folder.
+    """
+    if not results_path.name.endswith(RESULTS_SUFFIX):
+        return {}
+    prefix = results_path.name[: -len(RESULTS_SUFFIX)] + "_samples_"
+    return {
+        f.name[len(prefix) : -len(".jsonl")]: f
+        for f in sorted(results_path.parent.iterdir())
+        if f.name.startswith(prefix) and f.name.endswith(".jsonl") and f.is_file()
+    }
 
 
 def run_identity(results: dict) -> tuple[str, str, str]:
@@ -89,9 +129,12 @@ def load_runs(paths: list[str], names: list[str] | None = None) -> list[Run]:
     for index, path_arg in enumerate(paths):
         for path in results_files(path_arg):
             results = json.loads(path.read_text())
-            key = (index, *run_identity(results))
-            run = runs.setdefault(key, Run(run_label(results, path)))
+            identity = run_identity(results)
+            key = (index, *identity)
+            run = runs.setdefault(key, Run(run_label(results, path), model=identity[0], model_args=identity[1]))
+            run.gen_kwargs = identity[2]
             run.sources.append(str(path))
+            samples = samples_files(path)
             for task_name, values in results.get("results", {}).items():
                 parsed = task_of(task_name)
                 if parsed is None:
@@ -99,6 +142,11 @@ def load_runs(paths: list[str], names: list[str] | None = None) -> list[Run]:
                 task, protocol, demo = parsed
                 run.demo |= demo
                 run.scores[(task, protocol)] = {k.split(",")[0]: v for k, v in values.items() if "," in k}
+                run.task_names[(task, protocol)] = task_name
+                if task_name in samples:
+                    run.samples[task_name] = samples[task_name]
+                else:  # an earlier file's samples belong to the scores this file replaced
+                    run.samples.pop(task_name, None)
     found = {k: r for k, r in runs.items() if r.scores}
     if not found:
         raise ValueError(f"no MM-R³ task results in {', '.join(paths)}")
@@ -232,11 +280,286 @@ def breakdown_tables(runs: list[Run], with_paper: bool) -> list[Table]:
     return tables
 
 
+# --------------------------------------------------------------------------- paired comparison
+
+PAIRED_PROTOCOL = "all"  # Table 6 compares the All protocol
+PAIRED_KEY = "paired"  # where `--format json` puts the comparison, next to the runs' labels
+PAIRED_TITLE = "Paired comparison: each run against its base, All protocol (layout of Table 6)"
+PAIRED_NOTE = (
+    "Δ = run − base over the groups both runs scored; [lo, hi]: its 95% paired group-bootstrap interval "
+    f"({metrics.BOOTSTRAP_RESAMPLES} resamples of the shared groups, seed {metrics.BOOTSTRAP_SEED})"
+)
+PAPER_PAIRED_NOTE = "paper rows: Table 6, Δ (paper) = its adapter row − its original row; the paper gives no intervals"
+NO_SAMPLES_NOTE = "Δ without intervals: no samples files for {labels}; run lmms-eval with --log_samples for them"
+# Delta cell of a task that has no delta, by the comparison's status; the notes say why.
+NO_DELTA_CELLS = {status: status for status in ("different data", "different groups", "no shared groups")}
+
+
+@dataclass
+class Pair:
+    """Two runs on the same data: `other` is compared with `base`."""
+
+    base: Run
+    other: Run
+    how: str  # "adapter" / "lora" when paired automatically, "--paired" when asked for
+
+
+def find_pairs(runs: list[Run], paired: bool = False) -> list[Pair]:
+    """The runs to compare: with `paired` the first run against each other, else adapted runs against their base.
+
+    A run is the adapted version of another when model, gen_kwargs and model_args are equal except
+    for an added `adapter=` or `lora=` argument.
+    """
+    if paired:
+        if len(runs) < 2:
+            found = "; ".join(r.label for r in runs)
+            raise ValueError(f"--paired compares the first run with every other, but found one run ({found}); give two")
+        return [Pair(runs[0], other, "--paired") for other in runs[1:]]
+    pairs = []
+    for other in runs:
+        args = parse_model_args(other.model_args)
+        added = [name for name in ADAPTER_ARGS if args.get(name)]
+        if not added:
+            continue
+        plain = {k: v for k, v in args.items() if k not in ADAPTER_ARGS}
+        for base in runs:
+            same_model = (base.model, base.gen_kwargs) == (other.model, other.gen_kwargs)
+            if base is not other and same_model and parse_model_args(base.model_args) == plain:
+                pairs.append(Pair(base, other, "+".join(added)))
+                break
+    return pairs
+
+
+def samples_group_scores(path: Path, embedder: metrics.Embedder) -> dict[str, metrics.GroupScore]:
+    """Per-group Acc, S_GT, Con and S_C of one All-protocol samples file, scored as `mmr3 score` does."""
+    from mmr3_tasks import hooks
+
+    found = read_payloads([str(path)])
+    payloads = [p for items in found.values() for p in items]
+    if any("responses" in p for p in payloads):
+        raise ValueError(f"{path}: Sampling-protocol samples; the paired comparison reads All-protocol tasks")
+    tasks = {p["task"] for p in payloads}
+    if len(tasks) > 1:
+        raise ValueError(f"{path}: payloads of several tasks mixed in one samples file: {sorted(tasks)}")
+    responses = [r for p in payloads for r in hooks.payload_responses(p)]
+    return metrics.group_scores(responses, embedder, clean_context=tasks == {"context"})
+
+
+def compare_pairs(
+    pairs: list[Pair],
+    *,
+    n_resamples: int = metrics.BOOTSTRAP_RESAMPLES,
+    seed: int = metrics.BOOTSTRAP_SEED,
+    embedder: metrics.Embedder | None = None,
+) -> list[dict]:
+    """Each pair's deltas per task and headline metric, with paired intervals where samples allow.
+
+    With both runs' samples files, a task's delta is mean(other) − mean(base) over the groups both
+    scored, with a paired group-bootstrap interval; groups only one run scored are counted in the
+    notes, never used. Without them, the delta is the difference of the results files' numbers,
+    without an interval. Runs that scored different data get no delta, and a note.
+    """
+    cache: dict[Path, dict[str, metrics.GroupScore]] = {}
+    scoring_model = getattr(embedder, "name", None) or embedding.requested_embedding_model()
+
+    def groups_of(path: Path) -> dict[str, metrics.GroupScore]:
+        nonlocal embedder
+        if path not in cache:
+            embedder = embedder or embedding.get_embedder(scoring_model)
+            cache[path] = samples_group_scores(path, embedder)
+        return cache[path]
+
+    out = []
+    for pair in pairs:
+        tasks, notes, unpaired = {}, [], set()
+        for task in schema.TASKS:
+            entry = _compare_task(pair, task, groups_of, scoring_model, n_resamples, seed)
+            if entry is None:
+                continue
+            tasks[task] = entry
+            notes += entry["notes"]
+            if entry["status"] == "unpaired":
+                runs = (pair.base, pair.other)
+                unpaired |= {r.label for r, path in zip(runs, entry["samples"], strict=True) if path is None}
+        if unpaired:
+            notes.append(NO_SAMPLES_NOTE.format(labels=", ".join(sorted(unpaired))))
+        out.append(
+            {"base": pair.base.label, "other": pair.other.label, "how": pair.how, "tasks": tasks, "notes": notes}
+        )
+    return out
+
+
+def _compare_task(pair: Pair, task: str, groups_of, scoring_model: str, n_resamples: int, seed: int) -> dict | None:
+    """One task of one pair: its status, the runs' numbers, the deltas and the notes that explain them."""
+    base, other = pair.base, pair.other
+    key, short = (task, PAIRED_PROTOCOL), TASK_SHORT[task]
+    sb, so = base.scores.get(key), other.scores.get(key)
+    if sb is None and so is None:
+        return None
+    names = [run.task_names.get(key) for run in (base, other)]
+    samples = [run.samples.get(name) for run, name in zip((base, other), names, strict=True)]
+    entry = {
+        "tasks": names,
+        "status": "paired",
+        "data": [(sb or {}).get("data_fingerprint"), (so or {}).get("data_fingerprint")],
+        "samples": [None if path is None else str(path) for path in samples],
+        "groups_shared": None,
+        "groups_only_base": None,
+        "groups_only_other": None,
+        # base / other: the numbers Δ compares; *_reported: the results files' own, over all their groups.
+        "metrics": {
+            m: {
+                "base": (sb or {}).get(m),
+                "other": (so or {}).get(m),
+                "delta": None,
+                "ci95": None,
+                "groups": None,
+                "base_reported": (sb or {}).get(m),
+                "other_reported": (so or {}).get(m),
+            }
+            for m in metrics.HEADLINE
+        },
+        "notes": [],
+    }
+    if sb is None or so is None:
+        missing = base if sb is None else other
+        entry["status"] = "missing"
+        entry["notes"].append(f"{short}: {missing.label} has no {short} results; no Δ")
+        return entry
+    fb, fo = entry["data"]
+    if fb and fo and fb != fo:
+        entry["status"] = "different data"
+        entry["notes"].append(f"{short}: the runs scored different data ({fb} vs {fo}); no Δ")
+        return entry
+
+    if all(samples):
+        gb, go = groups_of(samples[0]), groups_of(samples[1])
+        deltas = {
+            m: metrics.paired_bootstrap(
+                {g: getattr(v, m) for g, v in gb.items()},
+                {g: getattr(v, m) for g, v in go.items()},
+                n_resamples=n_resamples,
+                seed=seed,
+            )
+            for m in metrics.HEADLINE
+        }
+        acc = deltas["acc"]
+        entry.update(groups_shared=acc.shared, groups_only_base=acc.only_a, groups_only_other=acc.only_b)
+        if acc.shared == 0:
+            entry["status"] = "no shared groups"
+            entry["notes"].append(f"{short}: the runs share no group ({len(gb)} and {len(go)} groups); no Δ")
+            return entry
+        for m, d in deltas.items():
+            entry["metrics"][m].update(base=d.mean_a, other=d.mean_b, delta=d.delta, ci95=d.ci, groups=d.shared)
+        if acc.only_a or acc.only_b:
+            entry["notes"].append(
+                f"{short}: rows and Δ over the {acc.shared} groups both runs scored; left out: "
+                f"{_groups(acc.only_a)} only {base.label} scored, {_groups(acc.only_b)} only {other.label} scored"
+            )
+        for run, groups, scores in ((base, gb, sb), (other, go, so)):  # are the samples the results' own?
+            recorded = scores.get("embedding_model")
+            if recorded and recorded != scoring_model:
+                entry["notes"].append(
+                    f"{short}: {run.label} was scored with {recorded}; its Δ is recomputed with {scoring_model}"
+                )
+            reported = scores.get("acc")
+            recomputed = sum(g.acc for g in groups.values()) / len(groups) if groups else None
+            if isinstance(reported, float | int) and (recomputed is None or abs(recomputed - reported) > 1e-6):
+                entry["notes"].append(
+                    f"{short}: {run.label}'s samples file does not reproduce its results file "
+                    f"(Acc {recomputed} vs {reported}); is it from another run?"
+                )
+        return entry
+
+    # No samples files: the results' own numbers, unpaired, only when the runs scored as many groups.
+    nb, no = sb.get("groups"), so.get("groups")
+    if nb != no:
+        entry["status"] = "different groups"
+        entry["notes"].append(
+            f"{short}: the runs scored {nb} and {no} groups, and without samples files the shared ones are "
+            "unknown; no Δ (run lmms-eval with --log_samples)"
+        )
+        return entry
+    entry["status"] = "unpaired"
+    for cell in entry["metrics"].values():
+        if isinstance(cell["base"], float | int) and isinstance(cell["other"], float | int):
+            cell["delta"] = float(cell["other"] - cell["base"])
+    return entry
+
+
+def _groups(n: int) -> str:
+    return f"{n} group" if n == 1 else f"{n} groups"
+
+
+def signed(value: float, digits: int) -> str:
+    """`+2.50`, `-0.40`; never `-0.00`."""
+    return f"{round(value, digits) + 0.0:+.{digits}f}"
+
+
+def delta_cell(cell: dict, status: str) -> str:
+    """`+2.50 [-0.4, +5.1]`: the delta and its 95% interval."""
+    if cell["delta"] is None:
+        return NO_DELTA_CELLS.get(status, "–")
+    text = signed(cell["delta"], 2)
+    if cell["ci95"] is not None:
+        lo, hi = cell["ci95"]
+        text += f" [{signed(lo, 1)}, {signed(hi, 1)}]"
+    return text
+
+
+def paired_table(comparisons: list[dict], with_paper: bool) -> Table:
+    """Per pair: base, run and delta rows, QR/IR/CR × Acc/S_GT/Con/S_C; then the paper's Table 6."""
+    header = ["Run"] + [f"{TASK_SHORT[t]} {METRIC_LABELS[m]}" for t in schema.TASKS for m in metrics.HEADLINE]
+    rows, notes = [], [PAIRED_NOTE]
+    for c in comparisons:
+        cells = [(c["tasks"].get(t), m) for t in schema.TASKS for m in metrics.HEADLINE]
+        rows.append([c["base"]] + [e["metrics"][m]["base"] if e else None for e, m in cells])
+        rows.append([c["other"]] + [e["metrics"][m]["other"] if e else None for e, m in cells])
+        rows.append(["Δ [95% CI]"] + [delta_cell(e["metrics"][m], e["status"]) if e else "–" for e, m in cells])
+        notes += [f"{c['other']} vs {c['base']}: {n}" for n in c["notes"]]
+    if with_paper:
+        for model, table in paper_adapter_rows().items():
+            rows.append([f"{model} (paper)", *table["original"]])
+            rows.append([f"{model} + adapter (paper)", *table["adapter"]])
+            rows.append(["Δ (paper)", *(signed(d, 1) for d in table["delta"])])
+        notes.append(PAPER_PAIRED_NOTE)
+    return Table(PAIRED_TITLE, header, rows, note="\n".join(notes))
+
+
+def paper_adapter_rows() -> dict[str, dict[str, list[float]]]:
+    """The paper's Table 6, flattened to QR/IR/CR × Acc/S_GT/Con/S_C, with adapter − original."""
+    from mmr3_tasks import paper
+
+    out = {}
+    for model, variants in paper.ADAPTER.items():
+        original = [v for t in schema.TASKS for v in variants["original"][t]]
+        adapter = [v for t in schema.TASKS for v in variants["adapter"][t]]
+        delta = [round(a - o, 1) for a, o in zip(adapter, original, strict=True)]
+        out[model] = {"original": original, "adapter": adapter, "delta": delta}
+    return out
+
+
+def paired_json(comparisons: list[dict], with_paper: bool) -> dict:
+    out = {
+        "resamples": metrics.BOOTSTRAP_RESAMPLES,
+        "seed": metrics.BOOTSTRAP_SEED,
+        "level": metrics.CI_LEVEL,
+        "protocol": PAIRED_PROTOCOL,
+        "pairs": comparisons,
+    }
+    if with_paper:
+        out["paper"] = {
+            "columns": [f"{TASK_SHORT[t]} {METRIC_LABELS[m]}" for t in schema.TASKS for m in metrics.HEADLINE],
+            "models": paper_adapter_rows(),
+        }
+    return out
+
+
 def render_markdown(table: Table) -> str:
     out = io.StringIO()
     out.write(f"### {table.title}\n\n")
-    if table.note:
-        out.write(f"_{table.note}_\n\n")
+    for note in filter(None, table.note.split("\n")):
+        out.write(f"_{note}_\n\n")
     out.write("| " + " | ".join(table.header) + " |\n")
     out.write("|" + "|".join("---" if i == 0 else "---:" for i in range(len(table.header))) + "|\n")
     for row in table.rows:
@@ -248,19 +571,23 @@ def render_csv(table: Table) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow([f"# {table.title}"])
+    for note in filter(None, table.note.split("\n")):
+        writer.writerow([f"# {note}"])
     writer.writerow(table.header)
     for row in table.rows:
         writer.writerow(["" if v is None else (json.dumps(v) if isinstance(v, list) else v) for v in row])
     return out.getvalue()
 
 
-def build_tables(runs: list[Run], with_paper: bool = True) -> list[Table]:
-    tables = [*main_tables(runs, with_paper), summary_table(runs, with_paper), beyond_table(runs)]
+def build_tables(runs: list[Run], with_paper: bool = True, comparisons: list[dict] | None = None) -> list[Table]:
+    """Every table; the paired comparison (see `compare_pairs`) first when there is one."""
+    tables = [paired_table(comparisons, with_paper)] if comparisons else []
+    tables += [*main_tables(runs, with_paper), summary_table(runs, with_paper), beyond_table(runs)]
     tables += breakdown_tables(runs, with_paper)
     demo = [r.label for r in runs if r.demo]
     if demo:
         for t in tables:
-            t.note = f"{', '.join(demo)}: {DEMO_NOTE}"
+            t.note = "\n".join(filter(None, [t.note, f"{', '.join(demo)}: {DEMO_NOTE}"]))
     return tables
 
 
@@ -390,6 +717,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="write the tables here instead of printing them")
     p.add_argument("--plots", type=Path, metavar="DIR", help="also write the figures (PNG) into DIR")
     p.add_argument("--no-paper", action="store_true", help="leave out the paper's rows")
+    p.add_argument(
+        "--paired",
+        action="store_true",
+        help="compare the first run (the base) with every other one, with paired 95%% intervals from the samples "
+        "files (default: pair each adapter=/lora= run with its base automatically)",
+    )
     p.set_defaults(func=run_report)
 
     s = sub.add_parser("score", help="recompute every MM-R³ number from lmms-eval --log_samples files alone")
@@ -403,12 +736,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_report(args: argparse.Namespace) -> int:
     runs = load_runs(args.results, args.name)
     with_paper = not args.no_paper
+    comparisons = compare_pairs(find_pairs(runs, args.paired))
     if args.format == "json":
-        text = json.dumps(
-            {r.label: {f"{t}/{p}": v for (t, p), v in r.scores.items()} | {"demo": r.demo} for r in runs}, indent=2
-        )
+        data = {r.label: {f"{t}/{p}": v for (t, p), v in r.scores.items()} | {"demo": r.demo} for r in runs}
+        if comparisons:
+            if PAIRED_KEY in data:
+                raise ValueError(f"a run is labelled {PAIRED_KEY!r}, the comparison's JSON key; rename it with --name")
+            data[PAIRED_KEY] = paired_json(comparisons, with_paper)
+        text = json.dumps(data, indent=2)
     else:
-        tables = build_tables(runs, with_paper)
+        tables = build_tables(runs, with_paper, comparisons)
         render = render_markdown if args.format == "markdown" else render_csv
         text = "\n".join(render(t) for t in tables)
     if args.out:

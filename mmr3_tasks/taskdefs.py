@@ -33,6 +33,20 @@ BREAKDOWN_DIMENSIONS = {
 }
 
 GENERATION_MAX_NEW_TOKENS = {"rephrase": 64, "restyle": 128, "context": 64}
+# lmms-eval's own default stop string for generate_until tasks that set none (its fewshot delimiter).
+LMMS_EVAL_DEFAULT_UNTIL = ("\n\n",)
+
+
+def generation_kwargs(task: str) -> dict:
+    """The generation settings a model gets for `task` from lmms-eval with no --gen_kwargs: greedy,
+    as the paper ran BLIP-2 and LLaVA-1.5, the task's max_new_tokens, lmms-eval's default `until`."""
+    return {
+        "max_new_tokens": GENERATION_MAX_NEW_TOKENS[task],
+        "temperature": 0,
+        "do_sample": False,
+        "num_beams": 1,
+        "until": list(LMMS_EVAL_DEFAULT_UNTIL),
+    }
 
 
 def breakdown_key(metric: str, column: str, value: object) -> str:

@@ -70,7 +70,7 @@ def test_gpu_only_without_cuda_says_how_to_smoke_test(tmp_path):
 def test_full_size_dims_match_the_published_checkpoints(family, billions, slots, side):
     """llava-1.5-7b-hf has 7.06 B parameters and 576 image placeholders at 336 px; blip2-opt-2.7b
     3.74 B and 32 query placeholders at 224 px (model cards, processor configs)."""
-    from mmr3_adapters.hf_models import Sample
+    from mmr3_adapters.models import Sample
 
     script = _load_script()
     _, build = script.FULL_SIZE[family]
@@ -85,10 +85,54 @@ def test_full_size_dims_match_the_published_checkpoints(family, billions, slots,
 
 def test_a_generator_that_stops_early_is_caught_not_timed(monkeypatch):
     """The figures count the new-token ids as decoded: an answer shorter than asked stops the run."""
-    from mmr3_adapters.hf_models import LlavaGenerator
+    from mmr3_adapters.models import LlavaGenerator
 
     script = _load_script()
     inner = LlavaGenerator.generate_from_embeddings
     monkeypatch.setattr(LlavaGenerator, "generate_from_embeddings", lambda self, *args: inner(self, *args)[:, :1])
     with pytest.raises(RuntimeError, match="LLaVA-1.5-7B: generated 1 tokens per answer, not 4"):
         script.full_size("llava", "cpu", "float32", batches=(1,), new_tokens=4, rounds=1, smoke=True)
+
+
+ADAPTER_SCRIPT = ROOT / "benchmarks" / "adapter_train.py"
+# As on the bare GPU machine: torch and transformers, but none of these.
+BARE_MACHINE = (
+    "import runpy, sys\n"
+    "for name in ('datasets', 'lmms_eval', 'peft'):\n"
+    "    sys.modules[name] = None\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
+def test_adapter_smoke_runs_where_only_torch_and_transformers_are_installed(tmp_path):
+    out = tmp_path / "adapter.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", BARE_MACHINE, str(ADAPTER_SCRIPT), "--smoke", "--json", str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = json.loads(out.read_text())
+    for model in ("LLaVA-1.5-7B", "BLIP-2 Flan-T5-XXL"):
+        mine = [r for r in rows if r["model"] == model]
+        assert [r["what"] for r in mine] == ["training step, batch 2, bf16 autocast", "latency", "latency"]
+        assert mine[0]["samples_per_s"] > 0 and mine[0]["peak_gib"] is None and mine[0]["smoke"] is True
+        assert [r["batch_size"] for r in mine[1:]] == [1, 8] and all(r["adapter_s"] > 0 for r in mine[1:])
+
+
+def test_adapter_full_size_figures_on_the_meta_device():
+    """At H = 4096: 2 LSTM layers x 2 directions x 4 gates of 2048 units, and Linear(4096, 4096) ->
+    Linear(4096, 3 * 4096): 201.39 M + 67.13 M parameters, 4 GiB in fp32 with gradients and Adam."""
+    spec = importlib.util.spec_from_file_location("adapter_train", ADAPTER_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = {r["model"]: r for r in module.meta_figures()}
+    for model, billions in (("LLaVA-1.5-7B", 7.063), ("BLIP-2 Flan-T5-XXL", 12.098)):
+        assert rows[model]["adapter_params"] == 268_517_376 and rows[model]["hidden_size"] == 4096
+        assert rows[model]["backbone_params"] / 1e9 == pytest.approx(billions, abs=0.001)
+        assert rows[model]["adapter_train_state_gib"] == 4.0

@@ -235,7 +235,7 @@ def test_samples_alone_reproduce_the_results_and_report_reads_them(scripted_buil
 def test_a_builtin_lmms_eval_chat_model_runs_our_tasks(run_lmms_eval, tmp_path):
     # lmms-eval's own llava_hf resolves to its chat class: our tasks reach it as auto-built messages.
     pytest.importorskip("decord")  # lmms-eval's llava_hf imports it at module level
-    from mmr3_adapters.tiny import build_tiny_llava
+    from mmr3_adapters.models.tiny import build_tiny_llava
 
     ckpt = build_tiny_llava(tmp_path / "tiny-llava")
     run = run_lmms_eval(

@@ -10,9 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mmr3_adapters import prompts, tiny
-from mmr3_adapters.generation import GenerationError, GenerationSettings
-from mmr3_adapters.hf_models import Blip2Generator, LlavaGenerator, Sample
+from mmr3_adapters.models import Blip2Generator, LlavaGenerator, Sample, prompts, tiny
+from mmr3_adapters.models.generation import GenerationError, GenerationSettings
 from tests.tiny_models import FAMILIES, QUESTIONS, images, tiny_checkpoint
 
 GREEDY = GenerationSettings.from_gen_kwargs({"max_new_tokens": 12, "temperature": 0, "do_sample": False})

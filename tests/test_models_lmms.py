@@ -10,7 +10,7 @@ lmms_eval_models = pytest.importorskip("lmms_eval.models")
 from lmms_eval.api.instance import GenerationResult, Instance  # noqa: E402
 
 from mmr3_adapters import lmms_models  # noqa: E402
-from mmr3_adapters.generation import GenerationError  # noqa: E402
+from mmr3_adapters.models.generation import GenerationError  # noqa: E402
 
 GEN_KWARGS = {"max_new_tokens": 10, "temperature": 0.0, "do_sample": False, "until": ["\n\n"]}
 # What simple_evaluate adds to --model_args: the CLI's --batch_size is a str, the others None when unset.
@@ -109,7 +109,8 @@ def test_loglikelihood_is_refused_clearly(llava):
 @pytest.mark.parametrize(
     "arg_string, error, message",
     [
-        ("pretrained=x,adapter=runs/adapter", NotImplementedError, "adapter='runs/adapter' is not implemented yet"),
+        ("pretrained=x,adapter=runs/adapter", SystemExit, "adapter='runs/adapter' does not exist"),
+        ("pretrained=x,adapter=a,lora=b", SystemExit, "adapter= and lora= together"),
         ("pretrained=x,temprature=0", TypeError, "unknown model_args ['temprature']"),
         ("dtype=float32", ValueError, "needs pretrained=<hub id or local folder>"),
         ("pretrained=x,batch_size=auto", ValueError, "batch_size must be a positive integer, got 'auto'"),
@@ -148,3 +149,38 @@ def test_blip2_loads_through_the_cli_path(tmp_path_factory):
     lm.clean()
     with pytest.raises(RuntimeError, match="released by clean"):
         lm.generate_until(requests(1))
+
+
+def test_adapter_and_lora_arguments_attach_the_trained_weights(llava, tmp_path_factory, tmp_path):
+    import torch
+
+    from mmr3_adapters.adapter import AdapterConfig, ConsistencyAdapter, save_adapter
+    from mmr3_adapters.adapter.lora import LoraSettings, apply_lora, save_lora
+    from mmr3_adapters.models import LlavaGenerator
+
+    path = tiny_checkpoint("llava", tmp_path_factory)
+    torch.manual_seed(0)
+    adapter = ConsistencyAdapter(AdapterConfig(hidden_size=32, backbone="llava", base_model_name_or_path=str(path)))
+    with torch.no_grad():
+        for p in adapter.mlp.parameters():
+            p.mul_(20)  # a prefix large enough to move the tiny model's answers
+    save_adapter(adapter, tmp_path / "adapter")
+    scratch = LlavaGenerator.from_pretrained(path, dtype="float32")
+    peft_model = apply_lora(scratch, LoraSettings(r=2, dropout=0.0))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 2.0)
+    save_lora(peft_model, tmp_path / "lora", scratch, {})
+
+    llava.task_dict = {"t": {"test": docs()}}
+    plain = [r.text for r in llava.generate_until(requests(4))]
+    cls = lmms_eval_models.get_model("mmr3_llava")
+    for arg in (f"adapter={tmp_path / 'adapter'}", f"lora={tmp_path / 'lora'}"):
+        lm = cls.create_from_arg_string(f"pretrained={path},dtype=float32,{arg}", CLI_EXTRAS)
+        lm.task_dict = llava.task_dict
+        adapted = [r.text for r in lm.generate_until(requests(4))]
+        assert adapted != plain, arg
+        lm.clean()
+    lm = cls.create_from_arg_string(f"pretrained={path},dtype=float32,adapter=", CLI_EXTRAS)  # empty: no adapter
+    assert lm.generator.embedding_transform is None

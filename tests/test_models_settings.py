@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from mmr3_adapters import prompts
-from mmr3_adapters.generation import (
+from mmr3_adapters.models import Placement, prompts, resolve_dtype, resolve_placement
+from mmr3_adapters.models.generation import (
     DEFAULT_MAX_NEW_TOKENS,
     GenerationSettings,
     plan_batches,
     sample_id,
     truncate_at_stop,
 )
-from mmr3_adapters.hf_models import Placement, resolve_dtype, resolve_placement
 
 # ----------------------------------------------------------------------------- settings
 

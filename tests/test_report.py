@@ -53,3 +53,18 @@ def test_report_cli_writes_tables_and_figures(tmp_path, capsys):
     assert (tmp_path / "accuracy_vs_consistency.png").stat().st_size > 10_000
     with pytest.raises(FileNotFoundError, match="no such results file or folder"):
         cli.main(["report", str(tmp_path / "missing")])
+
+
+@pytest.mark.parametrize(
+    "model_args, label",
+    [
+        ("pretrained=/ckpt/llava-1.5-7b-hf,dtype=float16", "mmr3_llava (llava-1.5-7b-hf)"),
+        ("pretrained=/ckpt/llava-1.5-7b-hf,adapter=/runs/ckpt-300/", "mmr3_llava (llava-1.5-7b-hf) + adapter ckpt-300"),
+        ("lora=/runs/lora-r8,pretrained=llava-hf/llava-1.5-7b-hf", "mmr3_llava (llava-1.5-7b-hf) + lora lora-r8"),
+        ("pretrained=/ckpt/llava,adapter=", "mmr3_llava (llava)"),  # an empty adapter= adapts nothing
+        ("", "mmr3_llava"),
+    ],
+)
+def test_run_label_tells_an_adapted_run_from_its_base(tmp_path, model_args, label):
+    results = {"config": {"model": "mmr3_llava", "model_args": model_args}}
+    assert report.run_label(results, tmp_path / "x_results.json") == label

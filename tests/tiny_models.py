@@ -1,4 +1,4 @@
-"""Tiny random checkpoints for the model tests, built once per test session (mmr3_adapters.tiny).
+"""Tiny random checkpoints for the model tests, built once per test session (mmr3_adapters.models.tiny).
 
 Test modules wrap `tiny_checkpoint` in session-scoped fixtures; the folders live under pytest's
 session base temp dir, so every module of the session shares one build per family.
@@ -17,7 +17,7 @@ _built: dict[tuple[str, str], Path] = {}
 
 def tiny_checkpoint(family: str, tmp_path_factory) -> Path:
     """The folder of a tiny random `family` checkpoint, built on first use in this session."""
-    from mmr3_adapters import tiny
+    from mmr3_adapters.models import tiny
 
     base = tmp_path_factory.getbasetemp()
     key = (str(base), family)

@@ -106,8 +106,10 @@ def _run_demo(args: argparse.Namespace) -> int:
     spec = StyleModelSpec(args.style_models, format=args.style_format or "auto", device=args.device or "auto")
     config = DemoConfig(style_models=spec, out=args.out or str(DEMO_OUT), seed=args.seed or 0)
     manifest = build_demo(config)
-    for task, info in manifest["tasks"].items():
-        print(f"{task:9s} {info['groups']:4d} groups {info['rows']:5d} rows -> {config.out}/{info['file']}")
+    for task, splits in manifest["tasks"].items():
+        for split, info in splits.items():
+            line = f"{task:9s} {split:5s} {info['groups']:4d} groups {info['rows']:5d} rows"
+            print(f"{line} -> {config.out}/{info['file']}")
     print(f"done in {manifest['elapsed_s']} s; manifest: {config.out}/manifest.json")
     return 0
 

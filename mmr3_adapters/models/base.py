@@ -1,33 +1,37 @@
-"""Batched BLIP-2 and LLaVA-1.5 generation on Hugging Face transformers. No lmms-eval import.
+"""The family-independent part of our batched BLIP-2 and LLaVA-1.5 models. No lmms-eval import.
 
-Every batch goes the same three steps, so that a consistency adapter (DESIGN.md, "The adapter")
-can later slot in between the second and the third without reshaping anything:
+Every batch goes the same three steps, so that the consistency adapter (mmr3_adapters.adapter)
+slots in between the second and the third without reshaping anything:
 
-1. `build_batch`: prompts in the family's format (mmr3_adapters.prompts), tokenised one by one,
-   left-padded here (BLIP-2's processor would put its query tokens *before* the padding), images
-   stacked.
+1. `build_batch`: prompts in the family's format (`prompts`), tokenised one by one, left-padded
+   here (BLIP-2's processor would put its query tokens *before* the padding), images stacked.
 2. `input_embeddings`: the frozen LLM's input sequence, i.e. token embeddings with the image
    features (LLaVA's projected patches, BLIP-2's projected Q-Former queries) written into the
    `<image>` placeholder positions, and its attention mask. Shapes (B, L, H) and (B, L).
 3. `generate_from_embeddings`: the LLM decodes from that sequence and returns only new tokens.
 
-`transform_embeddings` sits between 2 and 3 and is the identity today; the adapter will prepend its
-prefix embeddings there. Step 3 from step 2's output gives the same greedy tokens as the model's
-own `generate(input_ids, pixel_values)` (tests/test_models_generation.py checks it).
+`transform_embeddings` sits between 2 and 3: the identity, or the `embedding_transform` attached
+to the generator (the adapter prepends its prefix there). Step 3 from step 2's output gives the
+same greedy tokens as the model's own `generate(input_ids, pixel_values)` (`reference_generate`,
+which tests and benchmarks compare with).
+
+Training takes steps 1-2 the same way, then `answer_logits`: the LLM's logits over the ground-truth
+answer tokens, teacher-forced, with the positions `generate` would use (tests check that the
+argmax of these logits reproduces the greedy answer token for token).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
-from mmr3_adapters import prompts
-from mmr3_adapters.generation import GenerationError, GenerationSettings, plan_batches, truncate_at_stop
+from mmr3_adapters.models import prompts
+from mmr3_adapters.models.generation import GenerationError, GenerationSettings, plan_batches, truncate_at_stop
 
 logger = logging.getLogger("mmr3")
 
@@ -81,6 +85,23 @@ class Batch:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     pixel_values: torch.Tensor | None = None
+    prompts: list[str] = field(default_factory=list)  # the rendered prompt texts, one per row
+
+
+@dataclass
+class TrainingBatch:
+    """A batch with its targets: the prompts as generation builds them, and the answer tokens.
+
+    `labels` (B, T) holds each row's answer token ids, ending with the checkpoint's stop id, padded
+    on the right with IGNORE_INDEX; T is the longest answer of the batch.
+    """
+
+    prompt: Batch
+    labels: torch.Tensor
+
+
+IGNORE_INDEX = -100  # cross-entropy's ignore_index, as Hugging Face labels use it
+EmbeddingTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def _dtype_keyword() -> str:
@@ -119,6 +140,23 @@ class VisionLanguageGenerator:
         self.pad_token_id = self._pad_token_id()
         self.image_token_id = self._image_token_id()
         self.stop_token_ids = self._stop_token_ids()
+        # Applied by transform_embeddings between steps 2 and 3 (the consistency adapter's prefix).
+        self.embedding_transform: EmbeddingTransform | None = None
+
+    @property
+    def backbone(self) -> str:
+        """What an adapter checkpoint must match: "llava", "blip2-opt" or "blip2-t5"."""
+        raise NotImplementedError
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The family options this generator runs with (what `from_pretrained` took as **init_kwargs)."""
+        return {}
+
+    @property
+    def hidden_size(self) -> int:
+        """Width H of the language model's input embeddings, the sequence steps 2 and 3 share."""
+        return int(self.model.get_input_embeddings().embedding_dim)
 
     # ------------------------------------------------------------------ loading
 
@@ -190,12 +228,13 @@ class VisionLanguageGenerator:
 
     def build_batch(self, samples: Sequence[Sample]) -> Batch:
         """Step 1: prompts, tokens (left-padded to the longest) and pixel values of a batch."""
-        rows, pixels = [], []
+        rows, pixels, texts = [], [], []
         for s in samples:
             self.check_images(s)
             text = self.prompt(s.context, len(s.images))
             enc = self.processor(text=text, images=self.prepare_images(s.images) or None, return_tensors="pt")
             rows.append(enc["input_ids"][0])
+            texts.append(text)
             if "pixel_values" in enc:
                 pixels.append(enc["pixel_values"])
         width = max(len(r) for r in rows)
@@ -209,6 +248,7 @@ class VisionLanguageGenerator:
             input_ids=input_ids,
             attention_mask=attention_mask,
             pixel_values=torch.cat(pixels) if pixels else None,
+            prompts=texts,
         )
 
     def input_embeddings(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -236,8 +276,10 @@ class VisionLanguageGenerator:
     def transform_embeddings(
         self, embeds: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Between steps 2 and 3; the identity. The consistency adapter overrides it to add its prefix."""
-        return embeds, attention_mask
+        """Between steps 2 and 3: `embedding_transform` (the adapter's prefix) when one is attached."""
+        if self.embedding_transform is None:
+            return embeds, attention_mask
+        return self.embedding_transform(embeds, attention_mask)
 
     def generate_from_embeddings(
         self, embeds: torch.Tensor, attention_mask: torch.Tensor, settings: GenerationSettings
@@ -248,6 +290,104 @@ class VisionLanguageGenerator:
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Image features in the LLM's embedding space, (n_images, tokens_per_image, H)."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ training
+
+    @property
+    def language_model(self) -> torch.nn.Module:
+        """The module that reads the input-embedding sequence in step 3 and in training."""
+        raise NotImplementedError
+
+    @property
+    def answer_stop_id(self) -> int:
+        """The id a training target ends with: the first stop id of the generating module's config
+        (LLaVA-1.5: `</s>`; BLIP-2 OPT: "\\n", as its answers end at a newline), else the tokenizer's EOS."""
+        eos = getattr(getattr(self.language_model, "generation_config", None), "eos_token_id", None)
+        if isinstance(eos, (list, tuple)):
+            eos = eos[0] if eos else None
+        eos = self.tokenizer.eos_token_id if eos is None else eos
+        if eos is None:
+            raise ValueError(f"this {self.family} checkpoint defines no EOS token; training targets need one")
+        return int(eos)
+
+    def answer_token_ids(self, prompt: str, answer: str) -> list[int]:
+        """The token ids the model should produce after `prompt` to answer `answer`, ending with
+        `answer_stop_id`.
+
+        Decoder-only models read the answer after the prompt, so it is tokenised in that context:
+        the tokens of `prompt + " " + answer` past those of `prompt` (no space after a prompt that
+        ends in whitespace). When the two tokenisations do not share that boundary, the answer is
+        tokenised on its own.
+        """
+        if not answer.strip():
+            raise ValueError(f"empty training answer after prompt {prompt[-80:]!r}")
+        sep = "" if not prompt or prompt[-1].isspace() else " "
+        head = self.tokenizer(prompt)["input_ids"]
+        full = self.tokenizer(prompt + sep + answer.strip())["input_ids"]
+        if full[: len(head)] == head and len(full) > len(head):
+            ids = full[len(head) :]
+        else:
+            ids = self.tokenizer(sep + answer.strip(), add_special_tokens=False)["input_ids"]
+        return self._end_with_stop(ids)
+
+    def _end_with_stop(self, ids: list[int]) -> list[int]:
+        while ids and ids[-1] in self.stop_token_ids:
+            ids = ids[:-1]
+        return [*ids, self.answer_stop_id]
+
+    def build_training_batch(
+        self, samples: Sequence[Sample], answers: Sequence[str], max_answer_tokens: int = 64
+    ) -> TrainingBatch:
+        """Step 1 for training: the prompts exactly as generation builds them, and the answer tokens.
+
+        Args:
+            samples: The queries.
+            answers: One target text per sample (the variants of an item share one).
+            max_answer_tokens: Targets are cut to this many tokens, stop id included.
+        """
+        if len(answers) != len(samples):
+            raise ValueError(f"{len(samples)} samples but {len(answers)} answers")
+        batch = self.build_batch(samples)
+        targets = [
+            self.answer_token_ids(prompt, answer)[:max_answer_tokens]
+            for prompt, answer in zip(batch.prompts, answers, strict=True)
+        ]
+        labels = torch.full((len(targets), max(len(t) for t in targets)), IGNORE_INDEX, dtype=torch.long)
+        for i, target in enumerate(targets):
+            labels[i, : len(target)] = torch.tensor(target, dtype=torch.long)
+        return TrainingBatch(prompt=batch, labels=labels)
+
+    def answer_logits(self, embeds: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits (B, T, V) over the answer tokens `labels` (B, T), from the input
+        sequence of steps 2 (and the adapter): the training forward.
+
+        Decoder-only: the answer embeddings follow the left-padded sequence, right-padded, and the
+        position ids are `generate`'s (`generation_positions`), so that the logits at answer step t
+        are those greedy decoding sees after t answer tokens.
+        """
+        labels = labels.to(embeds.device)
+        n_answer = labels.shape[1]
+        answer_mask = (labels != IGNORE_INDEX).to(attention_mask.dtype)
+        answer_ids = labels.masked_fill(labels == IGNORE_INDEX, self.pad_token_id)
+        answer_embeds = self.model.get_input_embeddings()(answer_ids).to(embeds.dtype)
+        inputs = torch.cat([embeds, answer_embeds], dim=1)
+        mask = torch.cat([attention_mask, answer_mask], dim=1)
+        out = self.language_model(
+            inputs_embeds=inputs,
+            attention_mask=mask,
+            position_ids=generation_positions(mask),
+            use_cache=False,
+            **self._logits_to_keep(n_answer + 1),
+        )
+        # The logits at position p predict token p + 1: the last prompt position predicts answer token 0.
+        return out.logits[:, -(n_answer + 1) : -1]
+
+    def _logits_to_keep(self, n: int) -> dict[str, int]:
+        """`logits_to_keep=n` where the forward takes it (transformers >= 4.50): no logits for the prompt."""
+        import inspect
+
+        accepts = "logits_to_keep" in inspect.signature(self.language_model.forward).parameters
+        return {"logits_to_keep": n} if accepts else {}
 
     # ------------------------------------------------------------------ batches and request lists
 
@@ -399,202 +539,11 @@ class VisionLanguageGenerator:
         return out
 
 
-class LlavaGenerator(VisionLanguageGenerator):
-    """LLaVA-1.5 and the other `LlavaForConditionalGeneration` checkpoints of llava-hf.
-
-    Args:
-        use_chat_template: Prompt with the processor's chat template when it has one (default);
-            False, or a processor without one, uses `prompts.LLAVA_FALLBACK_PROMPT`.
-    """
-
-    family = "LLaVA"
-    model_types = ("llava",)
-
-    def __init__(
-        self, model: torch.nn.Module, processor: Any, use_chat_template: bool = True, image_aspect: str = "pad"
-    ) -> None:
-        if image_aspect not in IMAGE_ASPECTS:
-            raise ValueError(
-                f"image_aspect must be 'pad' or 'crop', got {image_aspect!r}: 'pad' squares each image with the "
-                "processor's mean colour first (LLaVA-1.5's own evaluation), 'crop' leaves it to the processor's "
-                "centre crop (llava-hf's processor, lmms-eval's llava_hf)"
-            )
-        _complete_llava_processor(processor, model.config)
-        super().__init__(model, processor)
-        template = getattr(processor, "chat_template", None) if use_chat_template else None
-        self.chat_template: str | None = template or None
-        self.image_aspect = image_aspect
-        mean = getattr(processor.image_processor, "image_mean", None) or (0.0, 0.0, 0.0)
-        # As LLaVA's expand2square: tuple(int(x * 255) for x in image_processor.image_mean).
-        self.pad_colour = tuple(int(x * 255) for x in mean)
-
-    def prepare_images(self, images: Sequence[Any]) -> list[Any]:
-        if self.image_aspect == "crop":
-            return list(images)
-        return [pad_to_square(image, self.pad_colour) for image in images]
-
-    @staticmethod
-    def _model_class() -> type:
-        from transformers import LlavaForConditionalGeneration
-
-        return LlavaForConditionalGeneration
-
-    def prompt(self, context: str, n_images: int) -> str:
-        return prompts.llava_prompt(context, n_images, self.chat_template, self.processor.apply_chat_template)
-
-    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        config = self.model.config
-        out = self.model.get_image_features(
-            pixel_values=pixel_values,
-            vision_feature_layer=config.vision_feature_layer,
-            vision_feature_select_strategy=config.vision_feature_select_strategy,
-        )
-        # transformers 5 returns a ModelOutput whose pooler_output is a per-image list; 4.x a tensor.
-        features = getattr(out, "pooler_output", out)
-        if isinstance(features, (list, tuple)):
-            features = torch.stack(list(features))
-        return features
-
-    def generate_from_embeddings(
-        self, embeds: torch.Tensor, attention_mask: torch.Tensor, settings: GenerationSettings
-    ) -> torch.Tensor:
-        # No input_ids: generate returns the new tokens only, and nothing re-reads the prompt ids,
-        # so a prefix added by transform_embeddings needs no fake token ids.
-        return self.model.generate(
-            inputs_embeds=embeds, attention_mask=attention_mask, **self._generate_kwargs(settings)
-        )
-
-
-class Blip2Generator(VisionLanguageGenerator):
-    """BLIP-2 with an OPT (decoder-only) or Flan-T5 (encoder-decoder) language model.
-
-    Args:
-        prompt: A format with one `{question}` field; default `prompts.BLIP2_PROMPT`.
-    """
-
-    family = "BLIP-2"
-    model_types = ("blip-2",)
-
-    def __init__(self, model: torch.nn.Module, processor: Any, prompt: str = prompts.BLIP2_PROMPT) -> None:
-        if "{question}" not in prompt:
-            raise ValueError(f"prompt must contain {{question}}, got {prompt!r} (default {prompts.BLIP2_PROMPT!r})")
-        self.prompt_template = prompt
-        if getattr(processor, "num_query_tokens", None) is None:
-            # A copy saved before the late-2024 hub update has no processor_config.json: its processor
-            # would add no `<image>` placeholders, and transformers' own generate then ignores the image
-            # without a word. The model config knows the query count.
-            processor.num_query_tokens = int(model.config.num_query_tokens)
-            logger.warning(
-                "this BLIP-2 checkpoint has no processor_config.json (saved before the late-2024 update of the "
-                "Salesforce/blip2-* repositories); using num_query_tokens=%d from its config.json. Re-download it "
-                "to silence this warning.",
-                processor.num_query_tokens,
-            )
-        super().__init__(model, processor)
-        self.encoder_decoder = bool(model.language_model.config.is_encoder_decoder)
-
-    @staticmethod
-    def _model_class() -> type:
-        from transformers import Blip2ForConditionalGeneration
-
-        return Blip2ForConditionalGeneration
-
-    def prompt(self, context: str, n_images: int) -> str:
-        return prompts.blip2_prompt(context, self.prompt_template)
-
-    def check_images(self, sample: Sample) -> None:
-        if len(sample.images) != 1:
-            raise ValueError(
-                f"sample {sample.sample_id}: BLIP-2 answers about exactly one image, got {len(sample.images)}; "
-                "use a task whose doc_to_visual returns one image per doc"
-            )
-
-    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        # As Blip2ForConditionalGeneration.generate: ViT -> Q-Former queries -> projection into the LLM.
-        model = self.model
-        image_embeds = model.vision_model(pixel_values=pixel_values, return_dict=True).last_hidden_state
-        image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
-        queries = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
-        query_output = model.qformer(
-            query_embeds=queries,
-            encoder_hidden_states=image_embeds,
-            encoder_attention_mask=image_mask,
-            return_dict=True,
-        ).last_hidden_state
-        if query_output.dtype != image_embeds.dtype:  # the Q-Former is kept in fp32
-            query_output = query_output.to(image_embeds.dtype)
-        return model.language_projection(query_output)
-
-    def generate_from_embeddings(
-        self, embeds: torch.Tensor, attention_mask: torch.Tensor, settings: GenerationSettings
-    ) -> torch.Tensor:
-        ids = self.model.language_model.generate(
-            inputs_embeds=embeds, attention_mask=attention_mask, **self._generate_kwargs(settings)
-        )
-        return ids[:, 1:] if self.encoder_decoder else ids  # T5 output starts with its decoder start token
-
-    def _strip_reference_prompt(self, ids: torch.Tensor, batch: Batch) -> torch.Tensor:
-        # Blip2ForConditionalGeneration.generate: OPT returns prompt + new tokens, T5 start token + new.
-        return ids[:, 1:] if self.encoder_decoder else ids[:, batch.input_ids.shape[1] :]
-
-
-IMAGE_ASPECTS = ("pad", "crop")
-
-
-def pad_to_square(image: Any, colour: tuple[int, ...]) -> Any:
-    """`image` (PIL) centred on a square of `colour`, its longer side long: nothing is cut off.
-
-    LLaVA-1.5 was trained and evaluated this way (`image_aspect_ratio: pad`, expand2square); the
-    llava-hf processor instead resizes the short side and centre-crops, which drops the outer parts
-    of the long side.
-    """
-    from PIL import Image
-
-    image = image.convert("RGB")
-    width, height = image.size
-    if width == height:
-        return image
-    side = max(width, height)
-    square = Image.new("RGB", (side, side), colour)
-    square.paste(image, ((side - width) // 2, (side - height) // 2))
-    return square
-
-
-def _complete_llava_processor(processor: Any, config: Any) -> None:
-    """Fills what a LlavaProcessor of an old local copy lacks, from the model config.
-
-    llava-hf repositories gained processor_config.json in 2024, in two steps: first `patch_size`
-    and `vision_feature_select_strategy`, later `num_additional_image_tokens`. A copy saved before
-    the first loads a processor whose `patch_size` is None (processing fails with a bare TypeError);
-    one saved between the two counts 575 placeholders for 576 features (transformers #36002). The
-    values follow from the model: the vision tower's patch size, the config's selection strategy,
-    and one extra token for a CLIP tower's CLS position, which every CLIP-tower checkpoint needs
-    (the "default" strategy drops it again: 576 placeholders at 336 px).
-    """
-    if not hasattr(processor, "patch_size"):
-        return
-    vision = config.vision_config
-    filled = {}
-    if processor.patch_size is None:
-        filled["patch_size"] = int(vision.patch_size)
-    if getattr(processor, "vision_feature_select_strategy", None) is None:
-        filled["vision_feature_select_strategy"] = config.vision_feature_select_strategy
-    clip_tower = getattr(vision, "model_type", "") == "clip_vision_model"
-    if clip_tower and not getattr(processor, "num_additional_image_tokens", 0):
-        filled["num_additional_image_tokens"] = 1
-    if not filled:
-        return
-    for name, value in filled.items():
-        setattr(processor, name, value)
-    logger.warning(
-        "this LLaVA checkpoint's processor_config.json lacks %s (a copy saved before the 2024 updates of the "
-        "llava-hf repositories); using %s from its config.json. Re-download it to silence this warning.",
-        ", ".join(filled),
-        ", ".join(f"{name}={value!r}" for name, value in filled.items()),
-    )
-
-
-FAMILIES: dict[str, type[VisionLanguageGenerator]] = {"blip2": Blip2Generator, "llava": LlavaGenerator}
+def generation_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """The position ids `generate` gives a left-padded batch: counted from each row's first real
+    token, 0 on pads. A training forward must pass them: it would otherwise count from the pads."""
+    positions = attention_mask.long().cumsum(-1) - 1
+    return positions.masked_fill(attention_mask == 0, 0)
 
 
 def _suggest_model(model_type: str | None) -> str:
@@ -605,56 +554,3 @@ def _suggest_model(model_type: str | None) -> str:
     if model_type in ("llava_next", "llava_onevision"):
         return "this wrapper covers LLaVA-1.5-style checkpoints; use lmms-eval's llava_hf for it"
     return "pass a BLIP-2 (Salesforce/blip2-*) or LLaVA-1.5 (llava-hf/llava-1.5-*) checkpoint"
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where one process puts its model, and its share of a data-parallel run.
-
-    Attributes:
-        device: The device the whole model goes to, or the inputs' device under a device_map.
-        device_map: Passed to `from_pretrained`, or None.
-        rank: This process's index among the data-parallel processes.
-        world_size: Number of data-parallel processes (1 without `accelerate launch`).
-    """
-
-    device: str
-    device_map: str | None
-    rank: int = 0
-    world_size: int = 1
-
-
-def resolve_placement(
-    device: str | None,
-    device_map: str | None,
-    *,
-    num_processes: int = 1,
-    process_index: int = 0,
-    process_device: str | None = None,
-    cuda_available: bool = False,
-) -> Placement:
-    """Decides device, device_map and rank from the model_args and the accelerate launch state.
-
-    Under `accelerate launch` with N processes each process holds a full copy of the model on its
-    own device (`process_device`, e.g. cuda:3) and answers every N-th request (lmms-eval shards
-    them); a `device` from the command line is overridden, as lmms-eval's llava_hf does. A
-    device_map cannot be combined with that.
-
-    Raises:
-        ValueError: device_map given together with several processes.
-    """
-    device_map = None if device_map in (None, "") else str(device_map)
-    if num_processes > 1:
-        if device_map is not None:
-            raise ValueError(
-                f"device_map={device_map!r} spreads one model over devices, which cannot be combined with "
-                f"data parallelism over {num_processes} processes; drop device_map under accelerate launch, "
-                "or run one process with device_map=auto"
-            )
-        return Placement(
-            device=process_device or ("cuda" if cuda_available else "cpu"),
-            device_map=None,
-            rank=process_index,
-            world_size=num_processes,
-        )
-    return Placement(device=str(device) if device else ("cuda" if cuda_available else "cpu"), device_map=device_map)

@@ -14,7 +14,7 @@ Two choices keep them usable as stand-ins (transformers 5.x pitfalls in lmms-eva
   EOS / pad / `<image>` / "\n": answers are never empty, are never cut by lmms-eval's default
   `until: ["\n\n"]`, and always run to `max_new_tokens`, which keeps benchmarks comparable.
 
-CLI: `python -m mmr3_adapters.tiny llava|blip2-opt|blip2-t5 OUT_DIR`.
+CLI: `python -m mmr3_adapters.models.tiny llava|blip2-opt|blip2-t5 OUT_DIR`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmr3_adapters.prompts import IMAGE_TOKEN
+from mmr3_adapters.models.prompts import IMAGE_TOKEN
 
 SEED = 0
 VOCAB_SIZE = 400
@@ -81,6 +81,10 @@ class TinyLlavaSize:
     text_heads: int = 2
     vision_hidden: int = 32
     vision_layers: int = 2
+    # Std of the language model's random weights (transformers' default 0.02). Larger values give
+    # sharper logits and layers whose outputs matter next to the residual stream, so that a prefix
+    # can change what the model says: the adapter's learning test uses that.
+    initializer_range: float = 0.02
 
 
 def build_tokenizer(backbone: str = "llama", declare_image_token: bool = False):
@@ -217,6 +221,7 @@ def build_tiny_llava(path: str | Path, size: TinyLlavaSize | None = None, seed: 
             eos_token_id=SPECIAL_TOKENS.index(EOS),
             pad_token_id=SPECIAL_TOKENS.index(PAD),
             tie_word_embeddings=False,
+            initializer_range=size.initializer_range,
         ),
         image_token_index=IMAGE_TOKEN_ID,
         image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2,
@@ -346,9 +351,9 @@ BUILDERS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m mmr3_adapters.tiny llava|blip2-opt|blip2-t5 OUT_DIR`: builds one tiny model."""
+    """`python -m mmr3_adapters.models.tiny llava|blip2-opt|blip2-t5 OUT_DIR`: builds one tiny model."""
     parser = argparse.ArgumentParser(
-        prog="python -m mmr3_adapters.tiny",
+        prog="python -m mmr3_adapters.models.tiny",
         description="Build a tiny random LLaVA / BLIP-2 checkpoint offline (for tests and demos only).",
     )
     parser.add_argument("family", choices=sorted(BUILDERS))

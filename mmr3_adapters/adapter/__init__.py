@@ -1,0 +1,25 @@
+"""The MM-R³ consistency adapter (paper §5), its training, and the LoRA baseline.
+
+- `config`: AdapterConfig, the sizes and what the adapter was built for (`adapter_config.json`).
+- `module`: ConsistencyAdapter, the BiLSTM -> max-pool -> MLP prefix, and where the prefix goes.
+- `checkpoint`: save_adapter / load_adapter, with every check a wrong or damaged folder needs.
+- `lora`: the LoRA baseline through PEFT, on the same data and loop.
+- `losses`: cross-entropy per row, and the optional consistency term.
+- `data`: training rows from the train splits, held-out groups, the step plan.
+- `train`: the training loop (`mmr3 train-adapter`, `cli`).
+
+docs/adapter.md describes all of it, and which settings are the paper's.
+"""
+
+from mmr3_adapters.adapter.checkpoint import AdapterCheckpointError, load_adapter, save_adapter
+from mmr3_adapters.adapter.config import AdapterConfig
+from mmr3_adapters.adapter.module import ConsistencyAdapter, insert_prefix
+
+__all__ = [
+    "AdapterCheckpointError",
+    "AdapterConfig",
+    "ConsistencyAdapter",
+    "insert_prefix",
+    "load_adapter",
+    "save_adapter",
+]

@@ -1,0 +1,362 @@
+"""Per-group scores, the paired group bootstrap, and `mmr3 report --paired` (docs/compare.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+
+from mmr3_tasks import cli, data, metrics, report
+from mmr3_tasks.embedding import get_embedder
+from mmr3_tasks.metrics import ScoredResponse
+
+HEADLINE = metrics.HEADLINE
+
+
+def resp(group, variant, response, answers=("cat",), size=3):
+    return ScoredResponse(f"{group}/{variant}", group, variant, tuple(answers), response, size)
+
+
+# --------------------------------------------------------------------------- per-group scores
+
+# Real MiniLM cosines, so nothing is 0 or 1 by construction; g4 has one response (no pairs), g5 an
+# empty one, g6 duplicates an id.
+MIXED = [
+    resp("g1", "r1", "A cat."), resp("g1", "r2", "a kitten"), resp("g1", "r3", "It is a dog"),
+    resp("g2", "r1", "red", ["red", "crimson"]), resp("g2", "r2", "crimson", ["red", "crimson"]),
+    resp("g2", "r3", "blue", ["red", "crimson"]),
+    resp("g3", "r1", "There is a tennis racket in the masked region.", ["tennis racket"]),
+    resp("g3", "r2", "The racket", ["tennis racket"]), resp("g3", "r3", "a tennis racket", ["tennis racket"]),
+    resp("g4", "r1", "two people"),
+    resp("g5", "r1", "umbrella", ["umbrella"]), resp("g5", "r2", "  ", ["umbrella"]),
+    resp("g6", "r1", "cat"), resp("g6", "r1", "dog"), resp("g6", "r2", "cat"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("clean_context", [False, True])
+def test_group_scores_average_to_what_score_reports(clean_context):
+    rows = list(MIXED)
+    random.Random(1).shuffle(rows)
+    emb = get_embedder()
+    report_ = metrics.score(rows, emb, clean_context=clean_context, n_resamples=0)
+    groups = metrics.group_scores(rows, emb, clean_context=clean_context)
+    assert sorted(groups) == ["g1", "g2", "g3", "g4", "g5", "g6"]
+    assert groups["g4"].con is None and groups["g4"].s_c is None  # one response: no pairs
+    assert groups["g6"].responses == 2  # the duplicate id is dropped, as in score
+    for m in HEADLINE:
+        values = [getattr(g, m) for g in groups.values() if getattr(g, m) is not None]
+        assert np.mean(values) == pytest.approx(getattr(report_, m), rel=1e-12, abs=1e-12), m
+    # Spot-check one group by hand: g5 is "umbrella" and an empty answer.
+    assert groups["g5"].acc == 50.0 and groups["g5"].con == 0.0 and groups["g5"].s_c == 0.0
+    assert groups["g5"].s_gt == pytest.approx(50.0, abs=1e-4)
+
+
+# --------------------------------------------------------------------------- paired bootstrap
+
+SPREAD = {f"g{i:02d}": float(v) for i, v in enumerate(np.random.default_rng(7).uniform(0, 100, 40))}
+
+
+@pytest.mark.parametrize(
+    "a, b, delta, ci, counts",
+    [
+        # Identical runs: every resample's delta is exactly 0.
+        (SPREAD, SPREAD, 0.0, [0.0, 0.0], (40, 0, 0)),
+        # A constant shift of every group: the delta and both interval ends are the shift.
+        (SPREAD, {g: v + 2.5 for g, v in SPREAD.items()}, 2.5, [2.5, 2.5], (40, 0, 0)),
+        # g3 only in a and g4 only in b are counted, never used: the delta is g1's and g2's +5.
+        ({"g1": 10, "g2": 20, "g3": 99}, {"g1": 15, "g2": 25, "g4": 0}, 5.0, [5.0, 5.0], (2, 1, 1)),
+        # None = not scored there (Con of a one-response group): like a missing group.
+        ({"g1": None, "g2": 10.0}, {"g1": 50.0, "g2": 10.0}, 0.0, [0.0, 0.0], (1, 0, 1)),
+        # Nothing shared: no number at all.
+        ({"g1": 1.0}, {"g2": 1.0}, None, None, (0, 1, 1)),
+    ],
+)
+def test_paired_bootstrap_hand_cases(a, b, delta, ci, counts):
+    d = metrics.paired_bootstrap(a, b)
+    assert (d.shared, d.only_a, d.only_b) == counts
+    if delta is None:
+        assert d.delta is None and d.ci is None
+    else:
+        assert d.delta == pytest.approx(delta, abs=1e-9)
+        assert d.ci == pytest.approx(ci, abs=1e-9)
+
+
+def test_paired_bootstrap_resamples_groups_in_pairs():
+    # b follows a closely on each group but the groups spread over 0-100: pairing the groups gives a
+    # narrow interval around +1, resampling the runs independently would give one ~25 points wide.
+    noise = np.random.default_rng(3).normal(0, 0.5, len(SPREAD))
+    b = {g: v + 1.0 + n for (g, v), n in zip(SPREAD.items(), noise, strict=True)}
+    d = metrics.paired_bootstrap(SPREAD, b)
+    assert d.ci[0] < d.delta < d.ci[1] and d.ci[1] - d.ci[0] < 1.0
+    assert d.delta == pytest.approx(np.mean(list(b.values())) - np.mean(list(SPREAD.values())))
+
+
+def test_paired_bootstrap_is_seeded_and_ignores_mapping_order():
+    b = {g: v * 0.8 + 15 for g, v in SPREAD.items()}
+    first = metrics.paired_bootstrap(SPREAD, b)
+    shuffled = dict(sorted(b.items(), reverse=True))
+    assert metrics.paired_bootstrap(SPREAD, shuffled) == first
+    assert metrics.paired_bootstrap(SPREAD, b, seed=1).ci != first.ci
+    assert metrics.paired_bootstrap(SPREAD, b, n_resamples=0).ci is None
+
+
+def reference_interval(diffs: list[float], n_resamples: int = 1000, seed: int = 0) -> list[float]:
+    """The documented procedure: each resample draws n groups with replacement (multinomial counts)."""
+    n = len(diffs)
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_resamples)
+    means = counts @ np.asarray(diffs) / n
+    return [float(x) for x in np.quantile(means, [0.025, 0.975])]
+
+
+def test_paired_bootstrap_matches_the_documented_procedure():
+    b = {g: v * 0.8 + 15 for g, v in SPREAD.items()}
+    diffs = [b[g] - SPREAD[g] for g in sorted(SPREAD)]
+    assert metrics.paired_bootstrap(SPREAD, b).ci == pytest.approx(reference_interval(diffs), abs=1e-9)
+
+
+# --------------------------------------------------------------------------- report: pairing and notes
+
+
+def write_run(folder, model_args, scores, gen_kwargs="", samples=None, stamp="20250101_000000"):
+    """A results file shaped like lmms-eval's; `samples`: task -> payloads, written next to it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    results = {task: {"alias": task, **{f"{k},none": v for k, v in s.items()}} for task, s in scores.items()}
+    config = {"model": "mmr3_llava", "model_args": model_args, "gen_kwargs": gen_kwargs}
+    (folder / f"{stamp}_results.json").write_text(json.dumps({"results": results, "config": config}))
+    for task, payloads in (samples or {}).items():
+        lines = [json.dumps({"doc_id": i, "acc": p}) for i, p in enumerate(payloads)]
+        (folder / f"{stamp}_samples_{task}.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def scores(acc, con, fingerprint="build:aaaa", groups=10):
+    return {"acc": acc, "s_gt": acc + 1, "con": con, "s_c": con + 1, "data_fingerprint": fingerprint, "groups": groups}
+
+
+def test_adapter_and_lora_runs_pair_with_their_base_automatically(tmp_path):
+    llava, reph = "pretrained=/ckpt/llava,dtype=float16", {"mmr3_rephrase": scores(30.0, 40.0)}
+    write_run(tmp_path / "base", llava, reph)
+    write_run(tmp_path / "ad", f"{llava},adapter=/runs/ckpt-3/", {"mmr3_rephrase": scores(33.0, 50.0)})
+    write_run(tmp_path / "lo", "pretrained=/ckpt/llava,lora=/runs/lora-1,dtype=float16", reph)  # any argument order
+    # Not pairs: another base model, and the same adapter decoded with other settings.
+    write_run(tmp_path / "x", "pretrained=/ckpt/other,adapter=/runs/a", reph)
+    write_run(tmp_path / "t", f"{llava},adapter=/runs/ckpt-3", reph, gen_kwargs="temperature=0.7")
+    runs = report.load_runs([str(tmp_path / n) for n in ("base", "ad", "lo", "x", "t")])
+    pairs = report.find_pairs(runs)
+    assert [(p.base.label, p.other.label, p.how) for p in pairs] == [
+        ("mmr3_llava (llava)", "mmr3_llava (llava) + adapter ckpt-3 [default generation]", "adapter"),
+        ("mmr3_llava (llava)", "mmr3_llava (llava) + lora lora-1", "lora"),
+    ]
+    [c, _] = report.compare_pairs(pairs)
+    cell = c["tasks"]["rephrase"]["metrics"]["con"]
+    assert (cell["base"], cell["other"], cell["delta"], cell["ci95"]) == (40.0, 50.0, 10.0, None)
+    assert c["tasks"]["rephrase"]["status"] == "unpaired"  # no samples files: no interval, and a note
+    assert any("--log_samples" in n for n in c["notes"])
+    # --paired instead: the first run given is the base of every other.
+    assert [p.other.label for p in report.find_pairs(runs[2:4], paired=True)] == ["mmr3_llava (other) + adapter a"]
+    with pytest.raises(ValueError, match="--paired compares the first run with every other, but found one run"):
+        report.find_pairs(runs[:1], paired=True)
+
+
+def test_different_data_or_unknown_shared_groups_give_a_note_not_a_number(tmp_path):
+    base = write_run(tmp_path / "a", "pretrained=/m", {
+        "mmr3_rephrase": scores(30.0, 40.0), "mmr3_restyle": scores(10.0, 20.0), "mmr3_context": scores(5.0, 5.0),
+    })  # fmt: skip
+    other = write_run(tmp_path / "b", "pretrained=/m,adapter=/ad", {
+        "mmr3_rephrase": scores(35.0, 45.0, fingerprint="build:bbbb"), "mmr3_restyle": scores(12.0, 22.0, groups=4),
+    })  # fmt: skip
+    runs = report.load_runs([str(base), str(other)])
+    [c] = report.compare_pairs(report.find_pairs(runs))
+    assert {t: e["status"] for t, e in c["tasks"].items()} == {
+        "rephrase": "different data", "restyle": "different groups", "context": "missing",
+    }  # fmt: skip
+    assert all(cell["delta"] is None for e in c["tasks"].values() for cell in e["metrics"].values())
+    table = report.paired_table([c], with_paper=False)
+    delta_row = table.rows[2]
+    assert delta_row[0] == "Δ [95% CI]"
+    assert delta_row[1:5] == ["different data"] * 4 and delta_row[5:9] == ["different groups"] * 4
+    assert delta_row[9:] == ["–"] * 4
+    assert "the runs scored different data (build:aaaa vs build:bbbb); no Δ" in table.note
+    assert "has no CR results" in table.note
+
+
+def payloads(task, groups: dict[str, list[str]], answer="cat", data_fp="build:aaaa"):
+    """All-protocol payloads: group -> one response per variant."""
+    return [
+        {"id": f"{g}/v{k}", "group_id": g, "task": task, "variant": f"v{k}", "group_size": len(texts),
+         "answers": [answer], "kinds": {}, "data": data_fp, "response": text}
+        for g, texts in groups.items() for k, text in enumerate(texts, 1)
+    ]  # fmt: skip
+
+
+BASE_GROUPS = {"g1": ["cat", "cat", "cat"], "g2": ["cat", "", ""], "g3": ["", "", ""]}
+OTHER_GROUPS = {"g1": ["cat", "cat", "cat"], "g2": ["cat", "cat", "cat"], "g4": ["cat", "cat", "cat"]}
+
+
+def write_paired_runs(out, **base_scores):
+    """Base and adapted run in one output folder, told apart by their stamps, each with its samples."""
+    for n, (groups, args) in enumerate(((BASE_GROUPS, "pretrained=/m"), (OTHER_GROUPS, "pretrained=/m,adapter=/ad"))):
+        acc = sum(100 * sum(bool(t) for t in v) / 3 for v in groups.values()) / 3
+        reported = scores(acc, 0.0, groups=3) | {"embedding_model": "sentence-transformers/all-MiniLM-L6-v2"}
+        reported |= base_scores if n == 0 else {}
+        write_run(out, args, {"mmr3_rephrase": reported},
+                  samples={"mmr3_rephrase": payloads("rephrase", groups)}, stamp=f"20250101_00000{n}")  # fmt: skip
+    return out
+
+
+def test_samples_files_give_paired_intervals_over_the_shared_groups_only(tmp_path, capsys):
+    # Base: g1 agrees, g2 has one answer of three, g3 none. Adapted: g1, g2 agree; g4 only there.
+    out = write_paired_runs(tmp_path / "out")
+    runs = report.load_runs([str(out)])
+    assert [r.samples["mmr3_rephrase"].name for r in runs] == [
+        "20250101_000000_samples_mmr3_rephrase.jsonl", "20250101_000001_samples_mmr3_rephrase.jsonl",
+    ]  # fmt: skip
+    [c] = report.compare_pairs(report.find_pairs(runs))
+    e = c["tasks"]["rephrase"]
+    assert e["status"] == "paired" and (e["groups_shared"], e["groups_only_base"], e["groups_only_other"]) == (2, 1, 1)
+    # Over g1 and g2: Acc base (100 + 33.3) / 2, other 100; Con base (100 + 0) / 2, other 100.
+    assert e["metrics"]["acc"]["delta"] == pytest.approx(100 - (100 + 100 / 3) / 2)
+    assert e["metrics"]["con"]["delta"] == pytest.approx(50.0)
+    assert e["metrics"]["acc"]["ci95"] == pytest.approx(reference_interval([0.0, 200 / 3]))
+    left_out = "left out: 1 group only mmr3_llava (m) scored, 1 group only mmr3_llava (m) + adapter ad scored"
+    assert any(n.endswith(left_out) for n in c["notes"])
+    assert not any("--log_samples" in n or "does not reproduce" in n for n in c["notes"])
+
+    assert cli.main(["report", str(out), "--format", "markdown"]) == 0
+    text = capsys.readouterr().out
+    assert text.index(report.PAIRED_TITLE) < text.index("Table 2:")  # the comparison comes first
+    assert "| Δ [95% CI] | +33.33 [+0.0, +66.7] | " in text
+    assert "| LLaVA-1.5 + adapter (paper) | 31.40 |" in text and "| Δ (paper) | +4.5 | +6.7 | +10.7 | +8.5 |" in text
+    assert cli.main(["report", str(out), "--format", "csv", "--no-paper"]) == 0
+    text = capsys.readouterr().out
+    assert 'Δ [95% CI],"+33.33 [+0.0, +66.7]",' in text and "(paper)" not in text
+    assert "# mmr3_llava (m) + adapter ad vs mmr3_llava (m): QR: rows and Δ over the 2 groups both runs scored" in text
+
+
+def test_samples_from_another_run_or_another_embedding_model_are_flagged(tmp_path):
+    runs = report.load_runs([str(write_paired_runs(tmp_path / "a", acc=12.0))])
+    [c] = report.compare_pairs(report.find_pairs(runs))
+    assert any("mmr3_llava (m)'s samples file does not reproduce its results file" in n for n in c["notes"])
+    runs = report.load_runs([str(write_paired_runs(tmp_path / "b", embedding_model="/models/e5"))])
+    [c] = report.compare_pairs(report.find_pairs(runs))
+    recomputed = "its Δ is recomputed with sentence-transformers/all-MiniLM-L6-v2"
+    assert c["notes"][-1] == f"QR: mmr3_llava (m) was scored with /models/e5; {recomputed}"
+
+
+def test_runs_that_share_no_group_get_a_note_not_a_number(tmp_path):
+    for n, (gid, args) in enumerate((("g1", "pretrained=/m"), ("g9", "pretrained=/m,lora=/lo"))):
+        write_run(tmp_path, args, {"mmr3_rephrase": scores(100.0, 100.0, groups=1)},
+                  samples={"mmr3_rephrase": payloads("rephrase", {gid: ["cat", "cat"]})}, stamp=f"s{n}")  # fmt: skip
+    [c] = report.compare_pairs(report.find_pairs(report.load_runs([str(tmp_path)])))
+    e = c["tasks"]["rephrase"]
+    assert e["status"] == "no shared groups" and e["metrics"]["acc"]["delta"] is None
+    assert report.paired_table([c], with_paper=False).rows[2][1] == "no shared groups"
+    assert c["notes"] == ["QR: the runs share no group (1 and 1 groups); no Δ"]
+
+
+def test_signed_never_prints_minus_zero():
+    assert [report.signed(x, 2) for x in (2.5, -0.4, -1e-12, 0.0)] == ["+2.50", "-0.40", "+0.00", "+0.00"]
+
+
+# --------------------------------------------------------------------------- end to end through lmms-eval
+
+MINI = ("rephrase", "restyle", "context")
+ADAPTED_LIMIT = 60  # the adapted run sees fewer rows: the base's extra groups must be left out, and counted
+
+
+def demo_rows(task):
+    ds = data.load_demo(task)
+    return list(zip(ds["id"], ds["group_id"], ds["answers"], strict=True))
+
+
+def scripted(task, rows, adapted: bool) -> dict[str, str]:
+    """Row id -> response: the ground truth (cosine 1 with it and with each other) or nothing (cosine 0).
+
+    Base: the first variant answers, the others only now and then, so variants disagree. Adapted:
+    every variant answers except one in every fifth group, so they agree more but not uniformly.
+    """
+    out, position = {}, {}
+    groups = sorted({g for _, g, _ in rows})
+    for row_id, group, answers in rows:
+        i, j = groups.index(group), position.setdefault(group, 0)
+        position[group] += 1
+        answer = answers[0]
+        if task == "context":  # identical to the ground truth only once the cleanup has run (Appendix A.3)
+            answer = f"The {answer}."
+            clean = metrics.clean_context_answer
+            assert clean(answer) == clean(answers[0]).strip() != "", f"{row_id}: pick another context answer"
+        speaks = j != 1 or i % 5 != 0 if adapted else j == 0 or (i + j) % 3 == 0
+        out[row_id] = answer if speaks else ""
+    return out
+
+
+def expected_groups(task, rows, responses, limit=None) -> dict[str, dict[str, float | None]]:
+    """The per-group definition by hand: with k of n answering, Acc = S_GT = k/n, Con = S_C = C(k,2)/C(n,2)."""
+    seen: dict[str, list[bool]] = {}
+    for row_id, group, _ in rows[:limit]:
+        seen.setdefault(group, []).append(bool(responses[row_id]))
+    out = {}
+    for group, said in seen.items():
+        n, k = len(said), sum(said)
+        pairs = 100 * math.comb(k, 2) / math.comb(n, 2) if n >= 2 else None
+        out[group] = {"acc": 100 * k / n, "s_gt": 100 * k / n, "con": pairs, "s_c": pairs}
+    return out
+
+
+@pytest.mark.slow
+def test_paired_report_of_two_lmms_eval_runs_matches_the_hand_computed_deltas(run_lmms_eval, tmp_path, capsys):
+    files, expected = {}, {}
+    for side in ("base", "adapted"):
+        lines = []
+        for task in MINI:
+            rows = demo_rows(task)
+            responses = scripted(task, rows, adapted=side == "adapted")
+            lines += [json.dumps({"id": k, "response": v}) for k, v in responses.items()]
+            expected.setdefault(task, {})[side] = expected_groups(
+                task, rows, responses, ADAPTED_LIMIT if side == "adapted" else None
+            )
+        files[side] = tmp_path / f"{side}.jsonl"
+        files[side].write_text("\n".join(lines) + "\n")
+    base = run_lmms_eval("--model", "mmr3_replay", "--model_args", f"responses={files['base']}", "--tasks", "mmr3_mini")
+    adapted = run_lmms_eval(
+        "--model", "mmr3_replay", "--model_args", f"responses={files['adapted']}",
+        "--tasks", "mmr3_mini", "--limit", str(ADAPTED_LIMIT),
+    )  # fmt: skip
+    assert set(base.results["results"]) >= {"mmr3_mini_rephrase", "mmr3_mini_restyle", "mmr3_mini_context"}
+    assert set(adapted.results["results"]) >= {"mmr3_mini_rephrase", "mmr3_mini_restyle", "mmr3_mini_context"}
+
+    names = ["--name", "base", "--name", "adapted"]
+    assert cli.main(["report", str(base.out_dir), str(adapted.out_dir), "--paired", "--format", "json", *names]) == 0
+    paired = json.loads(capsys.readouterr().out)["paired"]
+    [pair] = paired["pairs"]
+    assert (pair["base"], pair["other"], pair["how"]) == ("base", "adapted", "--paired")
+    assert paired["paper"]["models"]["BLIP-2"]["delta"][:4] == [2.5, 11.8, 13.6, 9.8]  # Table 6, QR
+    for task in MINI:
+        a, b = expected[task]["base"], expected[task]["adapted"]
+        entry = pair["tasks"][task]
+        shared = sorted(a.keys() & b.keys())
+        assert entry["status"] == "paired"
+        assert (entry["groups_shared"], entry["groups_only_base"], entry["groups_only_other"]) == (
+            len(shared), len(a) - len(shared), len(b) - len(shared),
+        )  # fmt: skip
+        assert len(a) > len(shared) > 0  # the limit really left base-only groups out
+        for m in HEADLINE:
+            used = [g for g in shared if a[g][m] is not None and b[g][m] is not None]
+            diffs = [b[g][m] - a[g][m] for g in used]
+            cell = entry["metrics"][m]
+            tol = 1e-3 if m in ("s_gt", "s_c") else 1e-9  # float32 cosines of identical strings: 1 - 1e-7
+            assert cell["groups"] == len(used)
+            delta = np.mean([b[g][m] for g in used]) - np.mean([a[g][m] for g in used])
+            assert cell["delta"] == pytest.approx(delta, abs=tol)
+            assert cell["ci95"] == pytest.approx(reference_interval(diffs), abs=tol), (task, m)
+            assert cell["delta"] > 0 and cell["ci95"][0] > 0  # the adapted run is more consistent, and surely so
+            # The rows are over the shared groups too; the base's own results are over all its groups.
+            assert cell["base"] == pytest.approx(np.mean([a[g][m] for g in used]), abs=tol)
+            assert cell["other"] == pytest.approx(np.mean([b[g][m] for g in used]), abs=tol)
+            every_group = np.mean([v[m] for v in a.values() if v[m] is not None])
+            assert cell["base_reported"] == pytest.approx(every_group, abs=tol)
+        note = f"{report.TASK_SHORT[task]}: rows and Δ over the {len(shared)} groups both runs scored"
+        assert any(n.startswith(note) for n in pair["notes"])
