@@ -146,11 +146,15 @@ class _BatchedVLM(lmms):
             raise _setup_error(
                 f"{self.model_id}: adapter= and lora= together; evaluate one trained method per run (docs/adapter.md)"
             )
-        if adapter is not None:  # before the model loads: a wrong folder fails in a second
+        if adapter is not None or lora is not None:  # before the model loads: a wrong folder fails in a second
             from mmr3_adapters.adapter.checkpoint import AdapterCheckpointError, read_adapter_config
+            from mmr3_adapters.adapter.lora import read_lora_config
 
             try:
-                read_adapter_config(adapter)
+                if adapter is not None:
+                    read_adapter_config(adapter)
+                else:
+                    read_lora_config(lora)
             except AdapterCheckpointError as err:
                 raise _setup_error(f"{self.model_id}: {err}") from None
         if not pretrained:
@@ -215,6 +219,11 @@ class _BatchedVLM(lmms):
             )
         except AdapterCheckpointError as err:
             raise _setup_error(f"{self.model_id}: {err}") from None
+        except (ValueError, TypeError, KeyError, OSError, RuntimeError) as err:  # a folder damaged past our checks
+            kind = "lora" if lora is not None else "adapter"
+            raise _setup_error(
+                f"{self.model_id}: {kind}={lora or adapter} could not be loaded: {type(err).__name__}: {err}"
+            ) from None
         trained_with = trained.config.generator_options
         differs = {k: (v, gen.options.get(k)) for k, v in trained_with.items() if gen.options.get(k) != v}
         if differs:

@@ -266,12 +266,21 @@ class ChatServer:
         faults: prompt substring -> list of faults for its first attempts, in order: "429", "500",
             "malformed", "slow" (sleeps `slow_s`, past the client's timeout), "empty-choices".
         log: every request's prompt, in arrival order; in_flight / max_in_flight: concurrency seen.
+        gather: hold the answers until this many requests are in flight at once (at most 10 s), so
+            that a client's concurrency shows in max_in_flight however loaded the machine is.
     """
 
     def __init__(
-        self, latency: float = 0.0, api_key: str | None = "sk-test", models=("gpt-test",), slow_s: float = 2.0
+        self,
+        latency: float = 0.0,
+        api_key: str | None = "sk-test",
+        models=("gpt-test",),
+        slow_s: float = 2.0,
+        gather: int = 0,
     ):
         self.latency = latency
+        self.gather = gather
+        self._gathered = threading.Event()
         self.api_key = api_key
         self.models = set(models)
         self.slow_s = slow_s
@@ -310,6 +319,8 @@ class ChatServer:
                 with server._lock:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                    if server.in_flight >= server.gather:
+                        server._gathered.set()
                 try:
                     self._handle(payload)
                 finally:
@@ -334,6 +345,8 @@ class ChatServer:
                 for needle, plan in server.faults.items():
                     if needle in prompt and attempt < len(plan):
                         fault = plan[attempt]
+                if server.gather:
+                    server._gathered.wait(timeout=10)
                 if server.latency:
                     time.sleep(server.latency)
                 if fault == "429":

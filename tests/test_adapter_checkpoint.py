@@ -58,12 +58,17 @@ def answers(generator, transform) -> list[str]:
         generator.embedding_transform = None
 
 
-def test_save_then_load_gives_identical_outputs(llava, saved):
+def test_save_then_load_gives_identical_outputs(llava, saved, tmp_path):
     adapter, folder = saved
     loaded = load_adapter(folder, backbone="llava", hidden_size=llava.hidden_size, base_model="tiny/llava")
     assert answers(llava, loaded) == answers(llava, adapter) != answers(llava, None)
     for name, tensor in adapter.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor)
+    # The Hugging Face spelling of the same.
+    again = ConsistencyAdapter.from_pretrained(
+        adapter.save_pretrained(tmp_path / "hf"), backbone="llava", hidden_size=32
+    )
+    assert answers(llava, again) == answers(llava, adapter)
 
 
 def test_the_folder_holds_the_adapter_only_with_its_whole_config(llava, saved):
@@ -199,3 +204,72 @@ def test_lora_folders_and_adapter_folders_are_not_mixed_up(saved, tmp_path_facto
         load_lora(gen, folder)
     with pytest.raises(AdapterCheckpointError, match="lora=.* does not exist"):
         load_lora(gen, tmp_path / "nothing")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"lstm_dropout": "x"}, r"lstm_dropout must be a number in \[0, 1\), got 'x'"),
+        ({"generator_options": ["a"]}, "generator_options must be a JSON object"),
+        ({"hidden_size": "32"}, "hidden_size must be a positive integer, got '32'"),
+        ({"prefix_length": 5}, r"wrong shape for its config \(mlp.2.weight: \(96, 32\) != \(160, 32\)"),
+    ],
+)
+def test_a_config_with_wrong_values_is_refused_not_loaded(saved, changes, message):
+    _, folder = saved
+    _edit_config(folder, **changes)
+    with pytest.raises(AdapterCheckpointError, match=message):
+        load_adapter(folder)
+
+
+def test_damaged_files_and_wrong_dtypes_get_messages(saved, tmp_path):
+    _, folder = saved
+    broken = shutil.copytree(folder, tmp_path / "latin1")
+    (broken / "adapter_config.json").write_bytes(b'{"backbone": "\xe9"}')
+    with pytest.raises(AdapterCheckpointError, match="is not valid JSON"):
+        load_adapter(broken)
+    ints = shutil.copytree(folder, tmp_path / "ints")
+    state = {k: v.to(torch.int64) for k, v in load_file(str(folder / "adapter_model.safetensors")).items()}
+    save_file(state, str(ints / "adapter_model.safetensors"))
+    _edit_config(ints, weights_sha256=None)
+    with pytest.raises(AdapterCheckpointError, match=r"are not floating point; not adapter weights"):
+        load_adapter(ints)
+    garbage = shutil.copytree(folder, tmp_path / "garbage")
+    (garbage / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
+    _edit_config(garbage, weights_sha256=None)
+    with pytest.raises(AdapterCheckpointError, match="is not a readable safetensors file"):
+        load_adapter(garbage)
+
+
+def test_each_check_applies_on_its_own(saved):
+    _, folder = saved
+    with pytest.raises(AdapterCheckpointError, match="expects hidden size 32"):
+        ConsistencyAdapter.from_pretrained(folder, hidden_size=4096)
+    with pytest.raises(AdapterCheckpointError, match="but the model is blip2-t5"):
+        ConsistencyAdapter.from_pretrained(folder, backbone="blip2-t5")
+
+
+@pytest.fixture(scope="module")
+def lora_folder(tmp_path_factory):
+    gen = Blip2Generator.from_pretrained(tiny_checkpoint("blip2-opt", tmp_path_factory), dtype="float32")
+    out = tmp_path_factory.mktemp("lora") / "lora"
+    save_lora(apply_lora(gen, LoraSettings(r=2)), out, gen, {})
+    return out
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (("mmr3_lora.json", '{"backbone": "blip2-opt"'), "mmr3_lora.json is not valid JSON"),
+        (("mmr3_lora.json", '{"backbone": "blip2-opt"}'), "does not name the backbone it was trained on"),
+        (("adapter_config.json", '["LORA"]'), "is not a PEFT LoRA config"),
+        (("adapter_model.safetensors", "garbage"), "does not fit this model: SafetensorError"),
+    ],
+)
+def test_a_damaged_lora_folder_gets_a_message(lora_folder, tmp_path_factory, tmp_path, damage, message):
+    folder = shutil.copytree(lora_folder, tmp_path / "lora")
+    name, text = damage
+    (folder / name).write_text(text)
+    gen = Blip2Generator.from_pretrained(tiny_checkpoint("blip2-opt", tmp_path_factory), dtype="float32")
+    with pytest.raises(AdapterCheckpointError, match=message):
+        load_lora(gen, folder)

@@ -166,7 +166,10 @@ def test_consistency_divergence_is_zero_for_agreeing_variants_and_symmetric():
         ({"hidden_size": 0}, "hidden_size must be a positive integer"),
         ({"prefix_length": True}, "prefix_length must be a positive integer"),
         ({"mlp_activation": "swish"}, "mlp_activation must be one of"),
-        ({"lstm_dropout": 1.0}, r"lstm_dropout must be in \[0, 1\)"),
+        ({"lstm_dropout": 1.0}, r"lstm_dropout must be a number in \[0, 1\)"),
+        ({"lstm_dropout": "0.5"}, r"lstm_dropout must be a number in \[0, 1\), got '0.5'"),
+        ({"generator_options": ["a"]}, "generator_options must be a JSON object"),
+        ({"revision": 3}, "base_model_name_or_path and revision must be strings"),
         ({"format_version": 99}, "newer than this lmms-eval-mmr3 reads"),
     ],
 )

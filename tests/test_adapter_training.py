@@ -5,6 +5,7 @@ lmms-eval) are in tests/test_adapter_cli.py."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -201,7 +202,15 @@ def test_the_learning_rate_decays_linearly_to_zero():
         ({"method": "prompt"}, "method must be one of adapter, lora"),
         ({"tasks": ["vqa"]}, "tasks must be some of rephrase, restyle, context"),
         ({"batch_size": 0}, "batch_size must be a positive integer"),
-        ({"lr": float("nan")}, "lr must be a positive number"),
+        ({"lr": float("nan")}, "lr must be a number, got nan"),
+        ({"lr": "1e-3"}, "lr must be a number, got '1e-3'"),  # a --config file with a quoted number
+        ({"lr": 0}, "lr must be a positive number"),
+        ({"log_every": 0}, "log_every must be a positive integer, got 0"),
+        ({"keep_checkpoints": 0}, "keep_checkpoints must be a positive integer"),
+        ({"warmup_steps": -1}, "warmup_steps must be an integer >= 0"),
+        ({"max_steps": 2.5}, "max_steps must be a positive integer"),
+        ({"adapter": {"prefix_len": 5}}, r"adapter settings: .*prefix_len.*; known: \['lstm_dropout'"),
+        ({"adapter": {"lstm_dropout": "0.5"}}, r"lstm_dropout must be a number in \[0, 1\)"),
         ({"precision": "fp16"}, "precision must be one of fp32, bf16"),
         ({"consistency_loss": "kl"}, "consistency_loss must be one of js, skl"),
     ],
@@ -219,23 +228,162 @@ def test_train_config_round_trips_through_json():
         TrainConfig.from_dict({"pretrained": "x", "out": "y", "learning_rate": 1})
 
 
+def _logged_losses(out) -> list[float]:
+    lines = (out / "train_log.jsonl").read_text().splitlines()
+    return [json.loads(line)["loss"] for line in lines if json.loads(line)["event"] == "step"]
+
+
 def _logged_steps(out) -> list[int]:
     lines = (out / "train_log.jsonl").read_text().splitlines()
     return [json.loads(line)["step"] for line in lines if json.loads(line)["event"] == "step"]
 
 
-@pytest.mark.parametrize("save_every", [2, 1000])
-def test_a_rerun_after_a_kill_logs_every_step_once(build, llava_path, tmp_path, save_every):
-    """A run killed after step 4 was logged but before it finished: with a checkpoint at step 2 it
-    resumes there, without one it starts over; either way each step is in the log once."""
-    out = tmp_path / "run"
-    first = train(config(build, llava_path, out, max_steps=4, save_every=save_every))
-    assert _logged_steps(out) == [1, 2, 3, 4]
-    for name in ("training_summary.json", "adapter_model.safetensors", "adapter_config.json"):
-        (out / name).unlink()
+def _kill_before_the_end(out, keep_checkpoints: bool) -> None:
+    """Leaves `out` as a run killed after its last step was logged but before it finished: the
+    final files and the last checkpoint gone (all checkpoints, with keep_checkpoints False)."""
+    for name in ("training_summary.json", "adapter_model.safetensors", "adapter_config.json", "heldout_eval.json"):
+        (out / name).unlink(missing_ok=True)
+    checkpoints = sorted((out / "checkpoints").iterdir())
+    for path in checkpoints[-1:] if keep_checkpoints else checkpoints:
+        shutil.rmtree(path)
     with (out / "train_log.jsonl").open("a") as f:
         f.write('{"event": "step", "st')  # the line a kill tore in half
-    again = train(config(build, llava_path, out, max_steps=4, save_every=save_every))
-    assert _logged_steps(out) == [1, 2, 3, 4]
-    a, b = first.trainable.state_dict(), again.trainable.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)  # the redone steps give the same weights
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"adapter": {"lstm_dropout": 0.3}},  # dropout draws must continue where they stopped
+        {"method": "lora", "lora": {"r": 2, "dropout": 0.2}},
+    ],
+    ids=["adapter-dropout", "lora-dropout"],
+)
+@pytest.mark.parametrize("keep_checkpoints", [True, False], ids=["resumed", "started-over"])
+def test_a_rerun_after_a_kill_ends_with_the_uninterrupted_weights(
+    build, llava_path, tmp_path, changes, keep_checkpoints
+):
+    """Killed after step 4 of 6 was logged: with the checkpoint of step 2 the rerun resumes there,
+    without any it starts over; either way it ends with the weights of an uninterrupted run (RNG
+    included) and logs each step once."""
+    # A constant schedule: the first 4 steps of a 4-step run are then those of the 6-step run.
+    settings = {"max_steps": 6, "save_every": 2, "schedule": "constant", **changes}
+    whole = train(config(build, llava_path, tmp_path / "whole", **settings))
+    out = tmp_path / "run"
+    train(config(build, llava_path, out, **{**settings, "max_steps": 4}))  # the same first 4 steps ...
+    recorded = json.loads((out / "train_config.json").read_text())
+    (out / "train_config.json").write_text(json.dumps({**recorded, "max_steps": 6}))  # ... of the 6-step run
+    for path in (out / "checkpoints").iterdir():  # step 2 written by a 6-step run: only max_steps differs
+        state = json.loads((path / "trainer_state.json").read_text())
+        state["config"]["max_steps"] = 6
+        (path / "trainer_state.json").write_text(json.dumps(state))
+    _kill_before_the_end(out, keep_checkpoints)
+    again = train(config(build, llava_path, out, **settings))
+    assert _logged_steps(out) == [1, 2, 3, 4, 5, 6]
+    a, b = whole.trainable.state_dict(), again.trainable.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resuming_on_other_train_rows_is_refused(llava_path, tmp_path):
+    toy = toy_build(tmp_path / "toy", 4, 1)
+    out = tmp_path / "run"
+    train(config(toy, llava_path, out, max_steps=4, save_every=2))
+    _kill_before_the_end(out, keep_checkpoints=True)
+    toy_build(toy, 5, 1)  # rebuilt in place with more groups
+    with pytest.raises(ValueError, match="the train rows differ from those checkpoint .*step-0000002 was trained on"):
+        train(config(toy, llava_path, out, max_steps=4, save_every=2))
+
+
+def _watch(monkeypatch):
+    """Wraps train.load_generator to record, per forward of the first LLM layer, whether the
+    vision tower was in train mode (dropout on in the frozen backbone) at that moment."""
+    from mmr3_adapters.adapter import train as train_module
+
+    calls = []
+    load = train_module.load_generator
+
+    def watched(config, device):
+        generator = load(config, device)
+        layer = generator.model.model.language_model.layers[0]
+        tower = generator.model.model.vision_tower
+        layer.register_forward_hook(lambda *args: calls.append(tower.training))
+        return generator
+
+    monkeypatch.setattr(train_module, "load_generator", watched)
+    return calls
+
+
+def test_gradient_checkpointing_recomputes_the_llm_for_the_adapter_and_changes_nothing(
+    build, llava_path, tmp_path, monkeypatch
+):
+    from mmr3_adapters.adapter import AdapterConfig, ConsistencyAdapter
+    from mmr3_adapters.adapter.train import set_training_mode
+    from mmr3_adapters.models import LlavaGenerator, Sample
+    from tests.tiny_models import QUESTIONS, images
+
+    gen = LlavaGenerator.from_pretrained(llava_path, dtype="float32")
+    for p in gen.model.parameters():
+        p.requires_grad_(False)
+    adapter = ConsistencyAdapter(AdapterConfig(hidden_size=32, backbone="llava"))
+    batch = gen.build_training_batch([Sample("s", QUESTIONS[1], (images(1)[0],))], ["two"])
+    with torch.no_grad():
+        embeds, mask = gen.input_embeddings(batch.prompt)
+    embeds, mask = adapter(embeds, mask)
+
+    def kept_for_backward(checkpointing: bool) -> tuple[int, torch.Tensor]:
+        if checkpointing:
+            gen.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        set_training_mode(gen, adapter, config(build, llava_path, tmp_path / "x", gradient_checkpointing=checkpointing))
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(1) or t, lambda t: t):
+            logits = gen.answer_logits(embeds, mask, batch.labels)
+        return len(saved), logits
+
+    kept, logits = kept_for_backward(False)
+    kept_checkpointed, logits_checkpointed = kept_for_backward(True)
+    # The LLM layers' activations are recomputed in the backward pass instead of kept.
+    assert kept_checkpointed < kept / 2, (kept_checkpointed, kept)
+    assert torch.allclose(logits, logits_checkpointed, atol=1e-6)
+    assert not gen.model.model.vision_tower.training  # the frozen rest of the backbone stays in eval mode
+
+    plain = train(config(build, llava_path, tmp_path / "a", max_steps=2))
+    calls = _watch(monkeypatch)
+    checkpointed = train(config(build, llava_path, tmp_path / "b", max_steps=2, gradient_checkpointing=True))
+    assert calls and not any(calls)
+    a, b = plain.trainable.state_dict(), checkpointed.trainable.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_lora_training_keeps_the_frozen_backbone_in_eval_mode(build, llava_path, tmp_path, monkeypatch):
+    calls = _watch(monkeypatch)
+    train(config(build, llava_path, tmp_path / "lora", method="lora", max_steps=2, heldout_eval=False))
+    assert len(calls) == 2 and not any(calls)
+
+
+def test_the_held_out_evaluation_scores_every_ground_truth(build, llava_path, tmp_path, monkeypatch):
+    from mmr3_tasks import metrics
+
+    seen = []
+    score = metrics.score
+    monkeypatch.setattr(
+        metrics, "score", lambda responses, *a, **k: score(seen.extend(responses) or responses, *a, **k)
+    )
+    data = TrainingData(["restyle"], "demo", heldout_groups=1)  # the demo's labels have synonyms
+    assert all(r.answers and r.answers[0] == r.answer for r in data.rows + data.heldout)
+    assert any(len(r.answers) > 1 for r in data.heldout)
+    from mmr3_adapters.adapter.train import evaluate_heldout
+    from mmr3_adapters.models import LlavaGenerator
+
+    evaluate_heldout(LlavaGenerator.from_pretrained(llava_path, dtype="float32"), data, batch_size=4)
+    assert [r.answers for r in seen] == [r.answers for r in data.heldout]
+
+
+@pytest.mark.parametrize("family", ["blip2-opt", "blip2-t5"])
+def test_the_loop_trains_an_adapter_on_blip2_too(build, tmp_path_factory, tmp_path, family):
+    path = tiny_checkpoint(family, tmp_path_factory)
+    result = train(config(build, path, tmp_path / family, max_steps=2, heldout_groups=2))
+    assert result.trainable.config.backbone == family and result.summary["steps"] == 2
+    # Finite and positive (the tiny random T5's lm_head, initialised with std 1, makes sharp, wrong logits: ~20).
+    assert all(0 < loss < 100 for loss in _logged_losses(tmp_path / family))
+    assert _logged_steps(tmp_path / family) == [1, 2]
+    report = json.loads((tmp_path / family / "heldout_eval.json").read_text())
+    assert report["adapter"]["rephrase"]["groups"] == 2

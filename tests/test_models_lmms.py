@@ -111,6 +111,7 @@ def test_loglikelihood_is_refused_clearly(llava):
     [
         ("pretrained=x,adapter=runs/adapter", SystemExit, "adapter='runs/adapter' does not exist"),
         ("pretrained=x,adapter=a,lora=b", SystemExit, "adapter= and lora= together"),
+        ("pretrained=x,lora=runs/lora", SystemExit, "lora=runs/lora does not exist"),  # before the model loads
         ("pretrained=x,temprature=0", TypeError, "unknown model_args ['temprature']"),
         ("dtype=float32", ValueError, "needs pretrained=<hub id or local folder>"),
         ("pretrained=x,batch_size=auto", ValueError, "batch_size must be a positive integer, got 'auto'"),

@@ -77,7 +77,7 @@ def read_adapter_config(directory: str | Path, argument: str = "adapter") -> tup
         raise AdapterCheckpointError(f"{folder} has no {CONFIG_NAME}: not an adapter folder{hint}")
     try:
         raw = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise AdapterCheckpointError(f"{config_path} is not valid JSON ({err}); the checkpoint is damaged") from err
     if not isinstance(raw, dict):
         raise AdapterCheckpointError(f"{config_path} holds {type(raw).__name__}, not a JSON object")
@@ -97,14 +97,15 @@ def read_adapter_config(directory: str | Path, argument: str = "adapter") -> tup
         raise AdapterCheckpointError(str(err)) from err
 
 
-def check_compatible(config: AdapterConfig, backbone: str, hidden_size: int, where: str) -> None:
-    """Raises AdapterCheckpointError when the adapter was built for another backbone kind or width."""
-    if config.backbone != backbone:
+def check_compatible(config: AdapterConfig, backbone: str | None, hidden_size: int | None, where: str) -> None:
+    """Raises AdapterCheckpointError when the adapter was built for another backbone kind or width
+    (None: not checked)."""
+    if backbone is not None and config.backbone != backbone:
         raise AdapterCheckpointError(
             f"{where} was trained on a {config.backbone} backbone ({config.base_model_name_or_path or 'unknown'}), "
             f"but the model is {backbone}; use an adapter trained on this model, or the model it was trained on"
         )
-    if config.hidden_size != hidden_size:
+    if hidden_size is not None and config.hidden_size != hidden_size:
         raise AdapterCheckpointError(
             f"{where} expects hidden size {config.hidden_size} ({config.base_model_name_or_path or 'unknown'}), "
             f"but the model's language model has hidden size {hidden_size}: the adapter's weights would be "
@@ -140,8 +141,7 @@ def load_adapter(
     folder = Path(directory)
     config, sha = read_adapter_config(folder, argument)
     where = f"{argument}={folder}"
-    if backbone is not None and hidden_size is not None:
-        check_compatible(config, backbone, hidden_size, where)
+    check_compatible(config, backbone, hidden_size, where)
     if base_model and config.base_model_name_or_path and _name(base_model) != _name(config.base_model_name_or_path):
         logger.warning(
             "%s was trained on %s, the model is %s: fine if they are the same checkpoint under two names",
@@ -161,8 +161,8 @@ def load_adapter(
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError) as err:
         raise AdapterCheckpointError(f"{weights} is not a readable safetensors file ({err})") from err
-    adapter = ConsistencyAdapter(config)
-    expected = adapter.state_dict()
+    with torch.device("meta"):  # the shapes the config implies, before anything is allocated
+        expected = ConsistencyAdapter(config).state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     if missing or extra:
@@ -175,6 +175,10 @@ def load_adapter(
     ]
     if wrong:
         raise AdapterCheckpointError(f"{weights}: tensors of the wrong shape for its config ({'; '.join(wrong)})")
+    not_float = sorted(k for k, t in state.items() if not t.is_floating_point())
+    if not_float:
+        raise AdapterCheckpointError(f"{weights}: tensors {not_float} are not floating point; not adapter weights")
+    adapter = ConsistencyAdapter(config)
     adapter.load_state_dict(state)
     adapter.eval()
     return adapter.to(device or "cpu")

@@ -64,8 +64,9 @@ class AdapterSizes:
                 _positive(name, getattr(self, name))
         if self.mlp_activation not in ACTIVATIONS:
             raise AdapterConfigError(f"mlp_activation must be one of {ACTIVATIONS}, got {self.mlp_activation!r}")
-        if not 0.0 <= float(self.lstm_dropout) < 1.0:
-            raise AdapterConfigError(f"lstm_dropout must be in [0, 1), got {self.lstm_dropout!r}")
+        dropout = self.lstm_dropout
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise AdapterConfigError(f"lstm_dropout must be a number in [0, 1), got {dropout!r}")
 
     def sizes(self) -> dict[str, Any]:
         """Just the size fields (an AdapterConfig's, too), as keyword arguments."""
@@ -100,6 +101,15 @@ class AdapterConfig(AdapterSizes):
     def __post_init__(self) -> None:
         super().__post_init__()
         _positive("hidden_size", self.hidden_size)
+        for name, kind in (("generator_options", dict), ("training", dict), ("library_versions", dict)):
+            if not isinstance(getattr(self, name), kind):
+                raise AdapterConfigError(f"{name} must be a JSON object, got {getattr(self, name)!r}")
+        if not isinstance(self.base_model_name_or_path, str) or not isinstance(self.revision, (str, type(None))):
+            raise AdapterConfigError(
+                f"base_model_name_or_path and revision must be strings, got {self.base_model_name_or_path!r}, "
+                f"{self.revision!r}"
+            )
+        _positive("format_version", self.format_version)
         if self.backbone not in BACKBONES:
             raise AdapterConfigError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.adapter_type != ADAPTER_TYPE:
@@ -137,7 +147,9 @@ class AdapterConfig(AdapterSizes):
             raise AdapterConfigError(f"{source} lacks {missing}: not an MM-R³ adapter config")
         try:
             return cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError as err:
+        except AdapterConfigError as err:
+            raise AdapterConfigError(f"{source}: {err}") from err
+        except (TypeError, ValueError) as err:  # a value of the wrong type met in a comparison
             raise AdapterConfigError(f"{source}: {err}") from err
 
 

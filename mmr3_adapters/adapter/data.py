@@ -8,6 +8,7 @@ resumed or multi-process run sees exactly the batches a single uninterrupted one
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Sequence
@@ -35,8 +36,9 @@ class Row:
     group_id: str
     task: str
     question: str
-    answer: str
+    answer: str  # the training target: the first ground truth
     index: int  # row index in its task's split
+    answers: tuple[str, ...] = ()  # every ground truth, as the benchmark scores them
 
 
 def data_location(location: str) -> str:
@@ -80,7 +82,7 @@ class TrainingData:
             self.splits[task] = ds
             columns = ds.select_columns(["id", "group_id", "question", "answers"])[check.kept]
             rows = [
-                Row(i, g, task, q, _target(a), index)
+                Row(i, g, task, q, _target(a), index, tuple(a))
                 for i, g, q, a, index in zip(
                     columns["id"], columns["group_id"], columns["question"], columns["answers"], check.kept, strict=True
                 )
@@ -102,6 +104,16 @@ class TrainingData:
         for i, r in enumerate(self.rows):
             groups.setdefault(r.group_id, []).append(i)
         return list(groups.values())
+
+    def fingerprint(self) -> str:
+        """What the run trains and holds out, in order: a checkpoint resumes only on the same rows."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for kind, rows in (("train", self.rows), ("heldout", self.heldout)):
+            for r in rows:
+                digest.update(json.dumps([kind, r.task, r.id, r.question, r.answer]).encode())
+        return digest.hexdigest()[:16]
 
     def describe(self) -> str:
         by_task = {}

@@ -100,15 +100,21 @@ def save_lora(peft_model: Any, directory: str | Path, generator: VisionLanguageG
     return out
 
 
-def load_lora(generator: VisionLanguageGenerator, directory: str | Path) -> Any:
-    """Loads a LoRA folder onto the generator's model (in place), checked first; returns the PeftModel.
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise AdapterCheckpointError(f"{path} is not valid JSON ({err}); the folder is damaged") from err
+
+
+def read_lora_config(directory: str | Path) -> AdapterConfig | None:
+    """Checks a LoRA folder without loading it; returns what its sidecar says it was trained on
+    (None for a plain PEFT folder without one).
 
     Raises:
         AdapterCheckpointError: no such folder, no PEFT LoRA config, a pickle instead of safetensors,
-            or a sidecar that names another backbone kind or width.
+            a damaged config or sidecar.
     """
-    from peft import PeftModel
-
     folder = Path(directory)
     where = f"lora={folder}"
     if not folder.is_dir():
@@ -116,12 +122,13 @@ def load_lora(generator: VisionLanguageGenerator, directory: str | Path) -> Any:
     config_path = folder / "adapter_config.json"
     if not config_path.is_file():
         raise AdapterCheckpointError(f"{folder} has no adapter_config.json: not a LoRA folder")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise AdapterCheckpointError(f"{config_path} is not valid JSON ({err})") from err
-    if config.get("peft_type") != "LORA":
-        hint = " (an MM-R³ consistency adapter: pass it as adapter=...)" if "adapter_type" in config else ""
+    config = _read_json(config_path)
+    if not isinstance(config, dict) or config.get("peft_type") != "LORA":
+        hint = (
+            " (an MM-R³ consistency adapter: pass it as adapter=...)"
+            if isinstance(config, dict) and ("adapter_type" in config)
+            else ""
+        )
         raise AdapterCheckpointError(f"{config_path} is not a PEFT LoRA config{hint}")
     if not (folder / "adapter_model.safetensors").is_file():
         pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
@@ -130,15 +137,35 @@ def load_lora(generator: VisionLanguageGenerator, directory: str | Path) -> Any:
             + (f"; {pickles} are pickles and are never loaded (re-save with safe_serialization)" if pickles else "")
         )
     sidecar_path = folder / SIDECAR
-    if sidecar_path.is_file():
-        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
-        recorded = AdapterConfig(
+    if not sidecar_path.is_file():
+        return None
+    sidecar = _read_json(sidecar_path)
+    try:
+        return AdapterConfig(
             hidden_size=int(sidecar["hidden_size"]),
             backbone=sidecar["backbone"],
-            base_model_name_or_path=sidecar.get("base_model_name_or_path", ""),
+            base_model_name_or_path=str(sidecar.get("base_model_name_or_path", "")),
         )
+    except (KeyError, TypeError, ValueError) as err:
+        raise AdapterCheckpointError(f"{sidecar_path} does not name the backbone it was trained on ({err!r})") from err
+
+
+def load_lora(generator: VisionLanguageGenerator, directory: str | Path) -> Any:
+    """Loads a LoRA folder onto the generator's model (in place), checked first; returns the PeftModel.
+
+    Raises:
+        AdapterCheckpointError: what `read_lora_config` refuses, a sidecar that names another backbone
+            kind or width, or weights PEFT cannot load.
+    """
+    from peft import PeftModel
+    from safetensors import SafetensorError
+
+    folder = Path(directory)
+    where = f"lora={folder}"
+    recorded = read_lora_config(folder)
+    if recorded is not None:
         check_compatible(recorded, generator.backbone, generator.hidden_size, where)
     try:
         return PeftModel.from_pretrained(generator.model, str(folder), is_trainable=False)
-    except (ValueError, KeyError, RuntimeError) as err:
+    except (ValueError, KeyError, RuntimeError, SafetensorError, OSError) as err:
         raise AdapterCheckpointError(f"{where} does not fit this model: {type(err).__name__}: {err}") from err

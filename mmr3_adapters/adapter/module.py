@@ -17,6 +17,9 @@ depends on how much the row was padded, and batch N would answer differently fro
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -79,6 +82,19 @@ class ConsistencyAdapter(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """`adapter_config.json` + `adapter_model.safetensors` in `directory` (checkpoint.save_adapter)."""
+        from mmr3_adapters.adapter.checkpoint import save_adapter
+
+        return save_adapter(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **checks: Any) -> ConsistencyAdapter:
+        """A saved adapter, checked (checkpoint.load_adapter: backbone=, hidden_size=, device=, ...)."""
+        from mmr3_adapters.adapter.checkpoint import load_adapter
+
+        return load_adapter(directory, **checks)
 
 
 def check_left_padded(attention_mask: torch.Tensor) -> None:

@@ -53,8 +53,14 @@ PRECISIONS = ("fp32", "bf16")
 OPTIMIZERS = ("adam", "adamw")
 SAMPLE_BY = ("variant", "group")
 CHECKPOINTS = "checkpoints"
-# Settings that may change when a run is resumed: they do not change what is trained.
-RESUME_FREE = ("out", "device", "save_every", "keep_checkpoints", "log_every", "heldout_eval", "eval_batch_size")
+# Settings that may change when a run is resumed: they do not change what is trained (accumulation and
+# activation checkpointing change only the order of float sums, and the memory a step needs).
+RESUME_FREE = (
+    "out", "device", "save_every", "keep_checkpoints", "log_every", "heldout_eval", "eval_batch_size",
+    "grad_accum", "gradient_checkpointing",
+)  # fmt: skip
+# Collectives wait this long for the main process (held-out evaluation, checkpoint writes) before failing.
+PROCESS_GROUP_TIMEOUT_S = 4 * 3600
 
 
 class TrainingError(RuntimeError):
@@ -105,27 +111,38 @@ class TrainConfig:
     generator_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if isinstance(self.adapter, dict):
-            self.adapter = AdapterSizes(**self.adapter)
-        if isinstance(self.lora, dict):
-            self.lora = LoraSettings(**self.lora)
+        for name, cls in (("adapter", AdapterSizes), ("lora", LoraSettings)):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                try:
+                    setattr(self, name, cls(**value))
+                except TypeError as err:  # an unknown key
+                    known = sorted(f.name for f in fields(cls))
+                    raise ValueError(f"{name} settings: {err}; known: {known}") from None
         _choice("method", self.method, METHODS)
         _choice("precision", self.precision, PRECISIONS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("sample_by", self.sample_by, SAMPLE_BY)
         _choice("schedule", self.schedule, ("linear", "constant"))
         _choice("consistency_loss", self.consistency_loss, losses.DIVERGENCES)
-        bad = [t for t in self.tasks if t not in schema.TASKS]
+        bad = [t for t in self.tasks if t not in schema.TASKS] if isinstance(self.tasks, list) else self.tasks
         if bad or not self.tasks:
             raise ValueError(f"tasks must be some of {', '.join(schema.TASKS)}, got {self.tasks}")
-        for name in ("batch_size", "epochs", "grad_accum", "max_answer_tokens", "eval_batch_size", "save_every"):
+        positive = ("batch_size", "epochs", "grad_accum", "max_answer_tokens", "eval_batch_size", "save_every")
+        for name in (*positive, "log_every", "keep_checkpoints"):
+            _integer(name, getattr(self, name), minimum=1)
+        for name in ("warmup_steps", "heldout_groups", "seed"):
+            _integer(name, getattr(self, name), minimum=0)
+        if self.max_steps is not None:
+            _integer("max_steps", self.max_steps, minimum=1)
+        for name in ("lr", "weight_decay", "consistency_weight"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be a positive integer, got {self.max_steps!r}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+        if self.lr <= 0:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.consistency_weight < 0:
             raise ValueError(f"consistency_weight must be >= 0, got {self.consistency_weight!r}")
         if self.consistency_weight > 0 and self.sample_by != "group":
@@ -148,6 +165,12 @@ class TrainConfig:
     def resume_key(self) -> dict[str, Any]:
         """What must be equal for a run to continue another."""
         return {k: v for k, v in self.to_dict().items() if k not in RESUME_FREE}
+
+
+def _integer(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
 def _choice(name: str, value: Any, allowed: tuple) -> None:
@@ -187,10 +210,15 @@ def train(config: TrainConfig, overwrite: bool = False) -> TrainingResult:
         config: The run's settings.
         overwrite: Delete a previous run in `config.out` first (only a folder holding train_config.json).
     """
-    from accelerate import Accelerator
+    from datetime import timedelta
+
+    from accelerate import Accelerator, InitProcessGroupKwargs
     from tqdm import tqdm
 
-    accelerator = Accelerator(cpu=config.device == "cpu")
+    # The other processes wait while the main one evaluates the held-out groups: NCCL's default
+    # 10-minute timeout would abort a full-size run there.
+    timeout = InitProcessGroupKwargs(timeout=timedelta(seconds=PROCESS_GROUP_TIMEOUT_S))
+    accelerator = Accelerator(cpu=config.device == "cpu", kwargs_handlers=[timeout])
     precision = _precision(config, accelerator)
     if precision != config.precision:  # `accelerate launch --mixed_precision bf16`: recorded as ours
         config = replace(config, precision=precision)
@@ -230,10 +258,11 @@ def train(config: TrainConfig, overwrite: bool = False) -> TrainingResult:
     if main:
         prepare_output(out, config, resuming=checkpoint is not None)
     accelerator.wait_for_everyone()
-    if checkpoint is not None:
-        step = load_checkpoint(checkpoint, config, trainable, optimizer)
+    if checkpoint is not None:  # weights, optimizer and each process's RNG as they were after that step
+        step = load_checkpoint(checkpoint, config, trainable, optimizer, data.fingerprint(), rank, world)
         logger.info("mmr3 train-adapter: resuming %s at step %d of %d", out, step, plan.total_steps)
-    torch.manual_seed(config.seed + 7919 * (rank + 1) + step)  # dropout draws: per process, per resume point
+    else:
+        torch.manual_seed(config.seed + 7919 * (rank + 1))  # dropout draws differ between processes
 
     if main:
         print(
@@ -249,7 +278,7 @@ def train(config: TrainConfig, overwrite: bool = False) -> TrainingResult:
         write_text_atomic(out / "heldout_base.json", json.dumps(base_scores, indent=2) + "\n")
     accelerator.wait_for_everyone()
 
-    trainable.train()
+    set_training_mode(generator, trainable, config)
     started, rows_done = time.monotonic(), 0
     bar = tqdm(total=plan.total_steps, initial=step, disable=not main, desc=f"training {config.method}")
     while step < plan.total_steps:
@@ -276,7 +305,7 @@ def train(config: TrainConfig, overwrite: bool = False) -> TrainingResult:
                 f"the training loss became {loss_value} at step {step + 1} "
                 f"(epoch {plan.epoch_of(step) + 1}, lr {lr:.3g}, "
                 f"rows {[data.rows[i].id for u in step_units for i in u][:6]}); nothing after step {step} was saved. "
-                "Lower --lr, or use --precision fp32"
+                "Start again with a lower --lr (and --overwrite, or a new --out), or with --precision fp32"
             )
         optimizer.step()
         step += 1
@@ -287,17 +316,22 @@ def train(config: TrainConfig, overwrite: bool = False) -> TrainingResult:
             ce = float(totals[1]) / n_rows
             div = float(totals[2]) / n_pairs if config.consistency_weight > 0 and n_pairs else None
             log_event(out, {"event": "step", "step": step, "loss": loss_value, "ce": ce, "consistency": div, "lr": lr})
-        if step % config.save_every == 0 and step < plan.total_steps:
+        if step % config.save_every == 0 or step == plan.total_steps:  # the last one: a kill in the
+            rng = _gather_rng_states(world)  # held-out evaluation then costs no training
             if main:
-                save_checkpoint(out, step, config, trainable, optimizer, keep=config.keep_checkpoints)
+                save_checkpoint(
+                    out, step, config, trainable, optimizer, config.keep_checkpoints, rng, data.fingerprint()
+                )
             accelerator.wait_for_everyone()
     bar.close()
     elapsed = time.monotonic() - started
+    generator.model.eval()
 
     summary = {"steps": step, "rows_trained": rows_done, "seconds": round(elapsed, 2)}
     summary["rows_per_s"] = round(rows_done / elapsed, 3) if elapsed > 0 else None
     if main:
         trainable.eval()
+        generator.model.eval()
         save_trained(out, generator, trainable, peft_model, config)
         log_event(out, {"event": "saved", "step": step, "dir": str(out)})
         if config.heldout_eval and data.heldout:
@@ -409,6 +443,55 @@ def without_trainable(generator: VisionLanguageGenerator, peft_model: Any):
         generator.embedding_transform = transform
 
 
+def set_training_mode(generator: VisionLanguageGenerator, trainable: torch.nn.Module, config: TrainConfig) -> None:
+    """Dropout where it belongs: in the adapter (`lstm_dropout`) and LoRA's own `lora_dropout`, never in
+    the frozen backbone, so that its input sequence and forward are the same for both methods.
+
+    With activation checkpointing the language model's checkpointed modules must be in train mode
+    (transformers only recomputes then), so their dropout is set to 0 first: train mode then
+    computes what eval mode does.
+    """
+    trainable.train()
+    generator.model.eval()
+    if config.gradient_checkpointing:
+        for name, module in generator.model.named_modules():
+            if "language_model" in name and getattr(module, "gradient_checkpointing", False) is True:
+                _zero_dropout(module)
+                module.train()
+    for name, module in generator.model.named_modules():
+        if name.endswith("lora_dropout") or ".lora_dropout." in name:
+            module.train()
+    if isinstance(trainable, ConsistencyAdapter):
+        trainable.train()
+
+
+def _zero_dropout(module: torch.nn.Module) -> None:
+    """Every dropout probability inside `module` set to 0 (modules and the float attributes that
+    functional dropout reads), LoRA's own excepted."""
+    for name, sub in module.named_modules():
+        if "lora_" in name:
+            continue
+        if isinstance(sub, torch.nn.Dropout):
+            sub.p = 0.0
+        for attr in ("dropout", "attention_dropout", "activation_dropout", "dropout_rate"):
+            if isinstance(getattr(sub, attr, None), float):
+                setattr(sub, attr, 0.0)
+
+
+def _gather_rng_states(world: int) -> list[dict[str, Any]]:
+    """Every process's RNG state (CPU, and CUDA where there is one), gathered on all of them."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if world == 1:
+        return [state]
+    import torch.distributed as dist
+
+    states: list[Any] = [None] * world
+    dist.all_gather_object(states, state)
+    return states
+
+
 def _precision(config: TrainConfig, accelerator: Any) -> str:
     """Our --precision, or bf16 when `accelerate launch --mixed_precision bf16` asked for it."""
     theirs = getattr(accelerator, "mixed_precision", "no")
@@ -515,7 +598,14 @@ def latest_checkpoint_step(out: Path) -> int:
 
 
 def save_checkpoint(
-    out: Path, step: int, config: TrainConfig, trainable: torch.nn.Module, optimizer: torch.optim.Optimizer, keep: int
+    out: Path,
+    step: int,
+    config: TrainConfig,
+    trainable: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    keep: int,
+    rng_states: list[dict[str, Any]],
+    data_fingerprint: str,
 ) -> Path:
     """Everything a resume needs, written into a hidden folder that is then renamed into place."""
     from safetensors.torch import save_file
@@ -529,8 +619,14 @@ def save_checkpoint(
     tensors = {n: p.detach().to("cpu").contiguous() for n, p in trainable.named_parameters() if p.requires_grad}
     save_file(tensors, str(tmp / "trainable.safetensors"), metadata={"format": "pt"})
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
-    state = {"step": step, "config": config.to_dict(), "library_versions": library_versions()}
+    torch.save({"ranks": rng_states}, tmp / "rng.pt")
+    state = {
+        "step": step,
+        "config": config.to_dict(),
+        "world_size": len(rng_states),
+        "data_fingerprint": data_fingerprint,
+        "library_versions": library_versions(),
+    }
     (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
     for path in tmp.iterdir():
         with path.open("rb") as f:
@@ -547,12 +643,20 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: Path, config: TrainConfig, trainable: torch.nn.Module, optimizer: torch.optim.Optimizer
+    path: Path,
+    config: TrainConfig,
+    trainable: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data_fingerprint: str,
+    rank: int = 0,
+    world: int = 1,
 ) -> int:
-    """Restores the trainable weights, optimizer state and RNG of a checkpoint; returns its step.
+    """Restores the trainable weights, optimizer state and this process's RNG; returns the step.
 
     Optimizer and RNG state are read with `torch.load(weights_only=True)`, which refuses anything
-    but tensors and plain containers: a checkpoint can never run code.
+    but tensors and plain containers: a checkpoint can never run code. A run resumed on another
+    number of processes cannot take over their RNG streams: it reseeds them (dropout draws then
+    differ from an uninterrupted run's; without dropout nothing does).
     """
     from safetensors.torch import load_file
 
@@ -560,6 +664,11 @@ def load_checkpoint(
     saved = TrainConfig.from_dict(state["config"]).resume_key()
     if saved != config.resume_key():
         raise ValueError(f"checkpoint {path} was written with other settings; give a new --out or --overwrite")
+    if state.get("data_fingerprint") != data_fingerprint:
+        raise ValueError(
+            f"the train rows differ from those checkpoint {path} was trained on (another --data, a rebuilt split, "
+            "or a changed $MMR3_DATA); point --data at the same rows, or start over with --overwrite or a new --out"
+        )
     tensors = load_file(str(path / "trainable.safetensors"))
     named = {n: p for n, p in trainable.named_parameters() if p.requires_grad}
     if set(tensors) != set(named):
@@ -568,8 +677,19 @@ def load_checkpoint(
         for name, p in named.items():
             p.copy_(tensors[name].to(p.device, p.dtype))
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu"))
-    torch.set_rng_state(torch.load(path / "rng.pt", weights_only=True)["torch"])
-    return int(state["step"])
+    step = int(state["step"])
+    ranks = torch.load(path / "rng.pt", weights_only=True)["ranks"]
+    if len(ranks) == world:
+        torch.set_rng_state(ranks[rank]["torch"])
+        if "cuda" in ranks[rank] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ranks[rank]["cuda"])
+    else:
+        logger.warning(
+            "mmr3 train-adapter: %s was written by %d process(es), this run has %d; dropout draws are reseeded",
+            path, len(ranks), world,
+        )  # fmt: skip
+        torch.manual_seed(config.seed + 7919 * (rank + 1) + step)
+    return step
 
 
 def _fsync_dir(path: Path) -> None:
@@ -611,7 +731,7 @@ def evaluate_heldout(generator: VisionLanguageGenerator, data: TrainingData, bat
             answers += generator.generate([data.sample(r) for r in chunk], settings)
         responses = [
             metrics.ScoredResponse(
-                id=r.id, group_id=r.group_id, variant=r.id.rsplit("/", 1)[-1], answers=(r.answer,), response=a.text
+                id=r.id, group_id=r.group_id, variant=r.id.rsplit("/", 1)[-1], answers=r.answers, response=a.text
             )
             for r, a in zip(rows, answers, strict=True)
         ]
