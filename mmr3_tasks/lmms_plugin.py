@@ -1,7 +1,7 @@
 """Makes `lmms-eval --tasks mmr3_*` work right after `pip install`, with no flag.
 
 lmms-eval 0.7.3 has no task entry point, and its LMMS_EVAL_PLUGINS adds plugin task folders only
-after the task index is built (lmms-eval-notes §3.2). What it does have is the `lmms_eval.models`
+after the task index is built (docs/registration.md). What it does have is the `lmms_eval.models`
 entry-point group, loaded when `lmms_eval.models` is imported: `lmms-eval` / `lmms-eval eval` do
 that before they build their TaskManager. Our entry point uses that moment for one small side
 effect: every TaskManager that indexes lmms-eval's own tasks also indexes ours. It registers no

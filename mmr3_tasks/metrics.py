@@ -81,7 +81,7 @@ class Report:
 
 # --------------------------------------------------------------------------- text handling
 
-# Appendix A.3 as the authors' follow-up code applies it, in this order (paper-spec §1.3).
+# Appendix A.3 as the authors' follow-up code applies it, in this order (docs/metrics.md).
 _CONTEXT_REMOVALS_1 = (",", ".")
 _CONTEXT_REMOVALS_2 = ("in the masked region", "the masked region")
 _CONTEXT_REMOVALS_3 = ("there is ", "is ", "contains ", "</s>", "the ", "in ", "of ", "image")

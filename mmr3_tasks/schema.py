@@ -1,6 +1,6 @@
 """The one row schema of every MM-R³ split: the bundled demo set and the full benchmark alike.
 
-One row is one query: a variant of one item (paper-spec §1). The variants of an item share a
+One row is one query: a variant of one item (the paper's §3.1). The variants of an item share a
 `group_id`; the scorer groups by it, never by row position.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 TASKS = ("rephrase", "restyle", "context")
 
-# The paper's prompts (paper-spec §1.2, §1.3). Rephrase rows carry their own question.
+# The paper's prompts (its §3.1). Rephrase rows carry their own question.
 RESTYLE_PROMPT = "Please describe the place in the image in two sentences."
 CONTEXT_PROMPT = "What kind of object is in the masked region?"
 
@@ -21,7 +21,7 @@ STYLES = ("candy", "mosaic", "udnie", "grayscale")
 CONTEXT_VARIANTS = ("m1", "m2", "m3")
 VARIANTS = {"rephrase": REPHRASE_VARIANTS, "restyle": STYLES, "context": CONTEXT_VARIANTS}
 
-# Mask kinds (paper-spec §1.3).
+# Mask kinds (the paper's §3.1).
 MASK_LINES = (1, 3, 5, 7)
 MASK_SHAPES = ("rectangle", "ellipse")
 MASK_COLORS = ("red", "blue", "green", "yellow", "white", "black")

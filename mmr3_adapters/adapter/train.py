@@ -316,8 +316,9 @@ def train(config: TrainConfig, overwrite: bool = False) -> TrainingResult:
             ce = float(totals[1]) / n_rows
             div = float(totals[2]) / n_pairs if config.consistency_weight > 0 and n_pairs else None
             log_event(out, {"event": "step", "step": step, "loss": loss_value, "ce": ce, "consistency": div, "lr": lr})
-        if step % config.save_every == 0 or step == plan.total_steps:  # the last one: a kill in the
-            rng = _gather_rng_states(world)  # held-out evaluation then costs no training
+        # Also after the last step: a kill during the held-out evaluation then costs no training.
+        if step % config.save_every == 0 or step == plan.total_steps:
+            rng = _gather_rng_states(world)
             if main:
                 save_checkpoint(
                     out, step, config, trainable, optimizer, config.keep_checkpoints, rng, data.fingerprint()

@@ -5,7 +5,7 @@ byte-level BPE trained with `tokenizers` on an inline corpus; the image processo
 arguments; the weights are random but seeded, so a folder built twice holds the same model. The
 answers are random bytes: these models exercise the plumbing, never the benchmark.
 
-Two choices keep them usable as stand-ins (transformers 5.x pitfalls in lmms-eval-notes, appendix §4):
+Two choices keep them usable as stand-ins (transformers 5.x pitfalls found while building them):
 
 - LLaVA's processor gets the llava-1.5-hf chat template (one `<image>` per image item), extended to
   accept plain-string content too, so both our wrapper and lmms-eval's `llava_hf` can prompt it.

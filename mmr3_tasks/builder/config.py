@@ -13,7 +13,7 @@ from mmr3_tasks.builder.styles import StyleModelSpec
 
 SPLITS = ("test", "train")
 
-# Groups per split at the paper's sizes (paper-spec Table 1). Test: 1,172 questions (3,516
+# Groups per split at the paper's sizes (its Table 1). Test: 1,172 questions (3,516
 # rephrasings), 1,332 images (5,328 styled), 1,500 images (4,500 masked). Train rows 16,894 /
 # 27,226 / 30,003 are not all multiples of the group sizes 3 / 4 / 3: the nearest lower whole
 # numbers of groups are 5,631 (16,893 rows), 6,806 (27,224 rows) and 10,001 (30,003 rows).

@@ -1,6 +1,6 @@
 """The context task's masks: one object's box hidden under a shape of one colour, in k stripes.
 
-The paper (paper-spec §1.3) names the kinds, lines 1/3/5/7, rectangle/ellipse and six colours, but
+The paper (its §3.1) names the kinds, lines 1/3/5/7, rectangle/ellipse and six colours, but
 never shows what a k-line mask looks like. Our rendering, fixed and documented (docs/data.md):
 
 - the *shape* is the object's box itself (rectangle) or the ellipse inscribed in it (ellipse);

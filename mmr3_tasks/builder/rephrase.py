@@ -1,6 +1,6 @@
 """Rephrasings: the paper's prompt, two generator backends, output checks, and the JSONL cache.
 
-The paper asked GPT-3.5 (paper-spec §1.1), with the ground-truth answer in the prompt:
+The paper asked GPT-3.5 (its §3.1), with the ground-truth answer in the prompt:
 
     I have a question: <Question> Please give me three different types of rephrased questions to
     which the answer would be <Answer>.

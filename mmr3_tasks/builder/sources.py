@@ -52,7 +52,7 @@ INFOVQA_HUB = "lmms-lab-encoder/DocVQA"
 INFOVQA_HUB_CONFIG = "InfographicVQA"
 COCO_HUB = "detection-datasets/coco"
 
-# The paper rephrases only questions of more than 10 words (paper-spec §1.1).
+# The paper rephrases only questions of more than 10 words (its §3.1).
 MIN_QUESTION_WORDS = 11
 
 LICENSES = {
