@@ -114,6 +114,12 @@ def test_a_missing_train_split_says_where_it_looked_and_how_to_build_it(llava_pa
     assert len(err.splitlines()) <= 8  # a message, not a traceback
 
 
+def test_without_data_the_message_says_where_the_default_location_came_from(llava_path, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MMR3_DATA", str(tmp_path / "nowhere"))
+    assert cli.main(["--pretrained", str(llava_path), "--out", str(tmp_path / "o")]) == 1
+    assert f"Looked in: {tmp_path / 'nowhere'}/rephrase/train-*.parquet  [from $MMR3_DATA]" in capsys.readouterr().err
+
+
 def test_a_local_pretrained_folder_that_does_not_exist_is_named(tmp_path, capsys):
     assert cli.main(["--pretrained", str(tmp_path / "no-model"), "--out", str(tmp_path / "o")]) == 1
     assert f"--pretrained {tmp_path / 'no-model'}: no such folder" in capsys.readouterr().err

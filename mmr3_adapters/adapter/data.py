@@ -68,12 +68,14 @@ class TrainingData:
     def __init__(self, tasks: Sequence[str], location: str, heldout_groups: int = 0, seed: int = 0) -> None:
         from mmr3_tasks import data
 
-        self.location = data_location(location)
+        # Unset: load_split resolves $MMR3_DATA itself, so its messages say where the location came from.
+        given = data_location(location) if location else None
+        self.location = given or data.data_location()
         self.splits = {}
         self.rows: list[Row] = []
         self.heldout: list[Row] = []
         for task in tasks:
-            ds = data.load_split(task, "train", self.location)
+            ds = data.load_split(task, "train", given)
             check = data.check_rows(ds, task)
             if check.dropped:
                 logger.warning("mmr3 train-adapter: %s train split: dropped %s", task, check.summary())
