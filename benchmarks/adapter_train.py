@@ -29,7 +29,6 @@ A script, not a timed test. Needs torch and transformers only (no lmms-eval, no 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -466,9 +465,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def save(more: list[dict]) -> None:
         if args.json:
-            from mmr3_tasks.builder.atomic import write_text_atomic
-
-            write_text_atomic(args.json, json.dumps(rows + more, indent=1) + "\n")
+            mt._write_json(args.json, rows + more)
 
     status = 0
     if args.meta:

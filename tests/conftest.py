@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,29 @@ class LmmsRun:
         files = sorted(self.out_dir.rglob(f"*_samples_{task}.jsonl"))
         assert files, f"no samples file for {task}:\n{self.output[-3000:]}"
         return [json.loads(line) for line in files[-1].read_text().splitlines() if line.strip()]
+
+
+def run_lmms_cli(out_dir: Path, *args: str, launcher: list[str] | None = None, env: dict | None = None) -> LmmsRun:
+    """`lmms-eval ARGS` (or `LAUNCHER -m lmms_eval ARGS`) writing into out_dir; `env` overrides os.environ."""
+    cmd = [*launcher, "-m", "lmms_eval"] if launcher else [lmms_eval_bin()]
+    proc = subprocess.run(
+        [*cmd, *args, "--output_path", str(out_dir), "--log_samples"],
+        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600, cwd=out_dir.parent,
+    )  # fmt: skip
+    return LmmsRun(proc, out_dir)
+
+
+def accelerate_launcher(processes: int = 2) -> list[str]:
+    """`accelerate launch` for `processes` local processes on a free port. Without a GPU, pass
+    ACCELERATE_USE_CPU=true in the environment: the ranks are then CPU processes on gloo."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    accelerate = lmms_eval_bin().replace("lmms-eval", "accelerate")
+    return [
+        accelerate, "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+    ]  # fmt: skip
 
 
 @pytest.fixture

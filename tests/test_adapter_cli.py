@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 
@@ -15,7 +14,7 @@ import pytest
 import torch
 
 from tests.adapter_helpers import learnable_llava, mmr3_bin, quiet_env, toy_build, train_cli, trained_tensors
-from tests.conftest import LmmsRun, lmms_eval_bin
+from tests.conftest import accelerate_launcher, run_lmms_cli
 from tests.tiny_models import tiny_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -33,13 +32,8 @@ def base_args(path, toy, out, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def run_lmms(out_dir, *args: str, env: dict | None = None, launcher: list[str] | None = None) -> LmmsRun:
-    cmd = [*launcher, "-m", "lmms_eval"] if launcher else [lmms_eval_bin()]
-    proc = subprocess.run(
-        [*cmd, *args, "--output_path", str(out_dir), "--log_samples"],
-        capture_output=True, text=True, env=env or quiet_env(), timeout=600, cwd=out_dir.parent,
-    )  # fmt: skip
-    return LmmsRun(proc, out_dir)
+def run_lmms(out_dir, *args: str, env: dict | None = None):
+    return run_lmms_cli(out_dir, *args, env=env or quiet_env())
 
 
 def test_a_killed_training_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path_factory, toy, tmp_path):
@@ -65,17 +59,10 @@ def test_a_killed_training_resumes_to_the_weights_of_an_uninterrupted_one(tmp_pa
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a, b = trained_tensors(tmp_path / "whole"), trained_tensors(out)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit for bit
-    steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
-    logged = [s for s, line in zip(steps, (out / "train_log.jsonl").read_text().splitlines(), strict=True)
-              if '"event": "step"' in line]  # fmt: skip
-    assert logged == list(range(1, 41))  # every step once, although some ran twice
+    events = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    # Every step once, although some ran twice.
+    assert [e["step"] for e in events if e["event"] == "step"] == list(range(1, 41))
     assert not list((out / "checkpoints").glob(".step-*"))  # no half-written checkpoint left
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_processes_train_the_weights_of_one_with_the_same_global_batch(tmp_path_factory, toy, tmp_path):
@@ -83,12 +70,8 @@ def test_two_processes_train_the_weights_of_one_with_the_same_global_batch(tmp_p
     args = ["--max-steps", "6", "--save-every", "3", "--batch-size", "2", "--lr", "1e-3", "--log-every", "1"]
     single = train_cli(*base_args(path, toy, tmp_path / "one", *args))
     assert single.returncode == 0, single.stderr[-3000:]
-    accelerate = lmms_eval_bin().replace("lmms-eval", "accelerate")
-    launcher = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
-    launcher += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
-    # No GPU here: ACCELERATE_USE_CPU makes the two ranks CPU processes on gloo.
-    proc = subprocess.run(
-        [*launcher, "-m", "mmr3_adapters.adapter.cli", *base_args(path, toy, tmp_path / "two", *args)],
+    proc = subprocess.run(  # no GPU here: ACCELERATE_USE_CPU makes the two ranks CPU processes on gloo
+        [*accelerate_launcher(2), "-m", "mmr3_adapters.adapter.cli", *base_args(path, toy, tmp_path / "two", *args)],
         capture_output=True, text=True, env=quiet_env(ACCELERATE_USE_CPU="true"), timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -11,20 +11,16 @@ from mmr3_adapters.adapter import AdapterConfig, ConsistencyAdapter, insert_pref
 from mmr3_adapters.adapter.config import AdapterConfigError
 from mmr3_adapters.adapter.losses import answer_loss, consistency_divergence
 from mmr3_adapters.adapter.module import left_align
-from mmr3_adapters.models import IGNORE_INDEX, Blip2Generator, LlavaGenerator, Sample
+from mmr3_adapters.models import IGNORE_INDEX, Sample
 from mmr3_adapters.models.generation import GenerationSettings
-from tests.tiny_models import FAMILIES, QUESTIONS, images, tiny_checkpoint
+from tests.tiny_models import FAMILIES, QUESTIONS, images, load_generators
 
 GREEDY = GenerationSettings.from_gen_kwargs({"max_new_tokens": 8, "temperature": 0, "do_sample": False})
-CLASSES = {"llava": LlavaGenerator, "blip2-opt": Blip2Generator, "blip2-t5": Blip2Generator}
 
 
 @pytest.fixture(scope="module")
 def generators(tmp_path_factory):
-    return {
-        family: CLASSES[family].from_pretrained(tiny_checkpoint(family, tmp_path_factory), dtype="float32")
-        for family in FAMILIES
-    }
+    return load_generators(tmp_path_factory)
 
 
 def strong_adapter(generator, seed: int = 1) -> ConsistencyAdapter:

@@ -24,17 +24,15 @@ def _load_script():
     return module
 
 
+def run_script(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """`python ARGS` in a fresh interpreter, the checkout importable (as gpu_check.sh runs the scripts)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
 def test_smoke_run_writes_every_figure(tmp_path):
     out = tmp_path / "figures.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke", "--json", str(out)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_script(tmp_path, str(SCRIPT), "--smoke", "--json", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     rows = json.loads(out.read_text())
     seen = {(r["model"], r["how"], r["batch_size"]) for r in rows}
@@ -56,10 +54,7 @@ def test_gpu_only_without_cuda_says_how_to_smoke_test(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--gpu-only"], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
+    done = run_script(tmp_path, str(SCRIPT), "--gpu-only")
     assert done.returncode == 2
     assert "--gpu-only: torch sees no CUDA device here; add --smoke" in done.stderr
 
@@ -107,15 +102,7 @@ BARE_MACHINE = (
 
 def test_adapter_smoke_runs_where_only_torch_and_transformers_are_installed(tmp_path):
     out = tmp_path / "adapter.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", BARE_MACHINE, str(ADAPTER_SCRIPT), "--smoke", "--json", str(out)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_script(tmp_path, "-c", BARE_MACHINE, str(ADAPTER_SCRIPT), "--smoke", "--json", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     rows = json.loads(out.read_text())
     for model in ("LLaVA-1.5-7B", "BLIP-2 Flan-T5-XXL"):

@@ -6,13 +6,10 @@ lmms-eval exits 0 even when a run fails, so every check reads the results JSON a
 from __future__ import annotations
 
 import math
-import os
-import socket
-import subprocess
 
 import pytest
 
-from tests.conftest import LmmsRun, lmms_eval_bin
+from tests.conftest import LmmsRun, accelerate_launcher, run_lmms_cli
 from tests.tiny_models import model_args, tiny_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -40,16 +37,6 @@ def assert_scored(run: LmmsRun, tasks: list[str], max_new_tokens: int) -> dict[s
     return by_task
 
 
-def run_cli(out_dir, *args: str, launcher: list[str] | None = None, env: dict | None = None) -> LmmsRun:
-    """`lmms-eval ARGS` (or `LAUNCHER -m lmms_eval ARGS`), writing into out_dir."""
-    cmd = [*launcher, "-m", "lmms_eval"] if launcher else [lmms_eval_bin()]
-    proc = subprocess.run(
-        [*cmd, *args, "--output_path", str(out_dir), "--log_samples"],
-        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600, cwd=out_dir.parent,
-    )  # fmt: skip
-    return LmmsRun(proc, out_dir)
-
-
 def llava_args(path) -> list[str]:
     return [
         "--model", "mmr3_llava", "--model_args", model_args(path),
@@ -61,7 +48,7 @@ def llava_args(path) -> list[str]:
 def llava_run(tmp_path_factory) -> LmmsRun:
     """The demo group answered by the tiny LLaVA in one process (shared by two tests)."""
     path = tiny_checkpoint("llava", tmp_path_factory)
-    return run_cli(tmp_path_factory.mktemp("llava_run") / "out", *llava_args(path))
+    return run_lmms_cli(tmp_path_factory.mktemp("llava_run") / "out", *llava_args(path))
 
 
 def test_llava_answers_the_demo_group(llava_run, tmp_path_factory):
@@ -90,22 +77,13 @@ def test_blip2_answers_a_demo_task(family, task, extra, max_new_tokens, run_lmms
     assert f"pretrained={path}" in run.results["config"]["model_args"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_data_parallel_over_two_processes_gives_the_single_process_answers(llava_run, tmp_path_factory, tmp_path):
     """`accelerate launch` as on a multi-GPU node, here with two CPU processes (gloo)."""
     path = tiny_checkpoint("llava", tmp_path_factory)
-    launcher = [lmms_eval_bin().replace("lmms-eval", "accelerate"), "launch", "--multi_gpu", "--num_processes", "2"]
-    launcher += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    launcher += ["--main_process_port", str(_free_port())]
-    # No GPU here: ACCELERATE_USE_CPU makes the two ranks CPU processes on gloo.
+    launcher = accelerate_launcher(2)  # no GPU here: ACCELERATE_USE_CPU makes the ranks CPU processes
     args = llava_args(path)
     args[args.index("mmr3_mini")] = "mmr3_mini_context"
-    run = run_cli(tmp_path / "dp", *args, launcher=launcher, env={"ACCELERATE_USE_CPU": "true"})
+    run = run_lmms_cli(tmp_path / "dp", *args, launcher=launcher, env={"ACCELERATE_USE_CPU": "true"})
     assert "Running on rank 1" in run.output, run.output[-3000:]
     parallel = assert_scored(run, ["mmr3_mini_context"], 16)["mmr3_mini_context"]
     single = llava_run.samples("mmr3_mini_context")

@@ -12,7 +12,7 @@ from PIL import Image
 
 from mmr3_adapters.models import Blip2Generator, LlavaGenerator, Sample, prompts, tiny
 from mmr3_adapters.models.generation import GenerationError, GenerationSettings
-from tests.tiny_models import FAMILIES, QUESTIONS, images, tiny_checkpoint
+from tests.tiny_models import FAMILIES, QUESTIONS, images, load_generators, tiny_checkpoint
 
 GREEDY = GenerationSettings.from_gen_kwargs({"max_new_tokens": 12, "temperature": 0, "do_sample": False})
 CLASSES = {"llava": LlavaGenerator, "blip2-opt": Blip2Generator, "blip2-t5": Blip2Generator}
@@ -20,10 +20,7 @@ CLASSES = {"llava": LlavaGenerator, "blip2-opt": Blip2Generator, "blip2-t5": Bli
 
 @pytest.fixture(scope="session")
 def generators(tmp_path_factory):
-    return {
-        family: CLASSES[family].from_pretrained(tiny_checkpoint(family, tmp_path_factory), dtype="float32")
-        for family in FAMILIES
-    }
+    return load_generators(tmp_path_factory)
 
 
 def samples(n: int = len(QUESTIONS)) -> list[Sample]:

@@ -26,6 +26,14 @@ def tiny_checkpoint(family: str, tmp_path_factory) -> Path:
     return _built[key]
 
 
+def load_generators(tmp_path_factory) -> dict:
+    """Family -> our generator over its tiny checkpoint, in float32 (exact comparisons on CPU)."""
+    from mmr3_adapters.models import Blip2Generator, LlavaGenerator
+
+    classes = {"llava": LlavaGenerator, "blip2-opt": Blip2Generator, "blip2-t5": Blip2Generator}
+    return {f: classes[f].from_pretrained(tiny_checkpoint(f, tmp_path_factory), dtype="float32") for f in FAMILIES}
+
+
 def model_args(path: Path, **extra: object) -> str:
     """`--model_args` for a tiny checkpoint (float32: exact comparisons on CPU)."""
     args = {"pretrained": str(path), "dtype": "float32", **extra}
