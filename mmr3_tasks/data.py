@@ -19,6 +19,7 @@ from pathlib import Path
 import datasets
 
 from mmr3_tasks import imagecheck, schema
+from mmr3_tasks.errors import MMR3Error
 
 DATA_ENV = "MMR3_DATA"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -27,11 +28,11 @@ DEMO_SPLITS = ("test", "train")  # train: for the consistency adapter; disjoint 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(MMR3Error, FileNotFoundError):
     """The benchmark's rows are not where the tasks look for them."""
 
 
-class DataSchemaError(ValueError):
+class DataSchemaError(MMR3Error, ValueError):
     """The rows found do not follow schema.FEATURES or belong to another task."""
 
 

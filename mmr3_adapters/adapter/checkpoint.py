@@ -26,13 +26,14 @@ from mmr3_adapters.adapter.config import (
 )
 from mmr3_adapters.adapter.module import ConsistencyAdapter
 from mmr3_tasks.builder.atomic import atomic_target, write_text_atomic
+from mmr3_tasks.errors import MMR3Error
 
 logger = logging.getLogger("mmr3")
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
-class AdapterCheckpointError(ValueError):
+class AdapterCheckpointError(MMR3Error, ValueError):
     """An adapter folder that cannot be loaded as asked; the message says what is wrong and the fix."""
 
 

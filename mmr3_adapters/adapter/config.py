@@ -22,6 +22,8 @@ import logging
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from mmr3_tasks.errors import MMR3Error
+
 logger = logging.getLogger("mmr3")
 
 ADAPTER_TYPE = "mmr3-prefix-lstm"
@@ -32,7 +34,7 @@ BACKBONES = ("llava", "blip2-opt", "blip2-t5")
 ACTIVATIONS = ("relu", "gelu", "tanh")
 
 
-class AdapterConfigError(ValueError):
+class AdapterConfigError(MMR3Error, ValueError):
     """An adapter configuration that cannot describe a working adapter; the message names the field."""
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmr3_adapters.models import Sample
+from mmr3_tasks.errors import MMR3Error
 
 logger = logging.getLogger("mmr3")
 
@@ -24,7 +25,7 @@ DEMO = "demo"  # --data demo: the bundled demo set's train split
 HELDOUT_SHARE = 0.2  # held-out groups are capped at this share of a task's train groups
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(MMR3Error, ValueError):
     """The train split cannot give what the settings ask for; the message says what to change."""
 
 

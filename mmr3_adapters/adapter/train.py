@@ -45,6 +45,7 @@ from mmr3_adapters.adapter.module import ConsistencyAdapter
 from mmr3_adapters.models import FAMILIES, Sample, VisionLanguageGenerator
 from mmr3_tasks import schema
 from mmr3_tasks.builder.atomic import write_text_atomic
+from mmr3_tasks.errors import MMR3Error
 
 logger = logging.getLogger("mmr3")
 
@@ -63,7 +64,7 @@ RESUME_FREE = (
 PROCESS_GROUP_TIMEOUT_S = 4 * 3600
 
 
-class TrainingError(RuntimeError):
+class TrainingError(MMR3Error, RuntimeError):
     """Training stopped for a reason the message names (a NaN loss names its step)."""
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from mmr3_tasks import schema
 from mmr3_tasks.builder.rephrase import GeneratorConfig
 from mmr3_tasks.builder.styles import StyleModelSpec
+from mmr3_tasks.errors import MMR3Error
 
 SPLITS = ("test", "train")
 
@@ -38,7 +39,7 @@ TASK_SOURCES: dict[str, tuple[str, ...]] = {
 RESOLUTIONS = (224, 640, 1024)
 
 
-class ConfigError(ValueError):
+class ConfigError(MMR3Error, ValueError):
     """A build setting that cannot work; the message names it and the fix."""
 
 

@@ -38,6 +38,7 @@ from mmr3_tasks.builder.render import (
 )
 from mmr3_tasks.builder.rows import group_rows, image_hashes, write_parquet_atomic
 from mmr3_tasks.builder.styles import StyleModelSpec, load_style_models
+from mmr3_tasks.errors import MMR3Error
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ DEMO_OUT = PACKAGE_DIR / "data" / "mini"
 FORMAT_VERSION = 2  # 1: one flat <task>.parquet per task, test split only
 
 
-class DemoContentError(ValueError):
+class DemoContentError(MMR3Error, ValueError):
     """demo_content.json says something the demo set cannot be built from."""
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mmr3_tasks.errors import MMR3Error
+
 # Field numbers in onnx.proto.
 _MODEL_GRAPH = 7
 _GRAPH_NODE, _GRAPH_INPUT, _GRAPH_OUTPUT, _GRAPH_VALUE_INFO = 1, 11, 12, 13
@@ -29,7 +31,7 @@ _DIM_PARAM = 2
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 
 
-class OnnxPatchError(ValueError):
+class OnnxPatchError(MMR3Error, ValueError):
     """The file is not the kind of fixed-size style-transfer graph this patch understands."""
 
 

@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mmr3_tasks.errors import MMR3Error
+
 log = logging.getLogger(__name__)
 
 REPHRASE_PROMPT = (
@@ -45,7 +47,7 @@ def rephrase_prompt(question: str, answer: str) -> str:
     return REPHRASE_PROMPT.format(question=question, answer=answer)
 
 
-class GeneratorError(RuntimeError):
+class GeneratorError(MMR3Error, RuntimeError):
     """The generator cannot go on (bad key, unknown model or endpoint, retries exhausted)."""
 
 

@@ -12,12 +12,13 @@ import pyarrow.parquet as pq
 from mmr3_tasks import schema
 from mmr3_tasks.builder.atomic import atomic_target
 from mmr3_tasks.builder.images import sha256_bytes, sha256_file
+from mmr3_tasks.errors import MMR3Error
 
 # Rows per parquet row group: images are large, so small groups keep streaming reads cheap.
 ROW_GROUP_SIZE = 100
 
 
-class RowError(ValueError):
+class RowError(MMR3Error, ValueError):
     """A group that would break the schema's contract (variants, ids, answers)."""
 
 

@@ -42,6 +42,7 @@ from mmr3_tasks.builder import labels
 from mmr3_tasks.builder.masks import MAX_AREA_RATIO, MIN_AREA_RATIO
 from mmr3_tasks.builder.render import ContextItem, ImageRef, RephraseItem, RestyleItem, safe_id
 from mmr3_tasks.builder.rows import clean_answers
+from mmr3_tasks.errors import MMR3Error
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ LICENSES = {
 }
 
 
-class SourceError(ValueError):
+class SourceError(MMR3Error, ValueError):
     """A source folder or hub dataset that is not in the expected format; names what is missing."""
 
 

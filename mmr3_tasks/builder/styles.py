@@ -30,6 +30,7 @@ from mmr3_tasks import schema
 from mmr3_tasks.builder import images as imgs
 from mmr3_tasks.builder.atomic import atomic_target
 from mmr3_tasks.builder.onnx_patch import make_size_free
+from mmr3_tasks.errors import MMR3Error
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ FORMATS = ("auto", "onnx", "transformer_net")
 _SUFFIXES = {"onnx": (".onnx",), "transformer_net": (".safetensors", ".pth", ".pt", ".model")}
 
 
-class StyleModelError(ValueError):
+class StyleModelError(MMR3Error, ValueError):
     """A style model that cannot be found, fetched, verified or loaded."""
 
 
