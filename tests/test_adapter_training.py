@@ -108,7 +108,7 @@ def test_a_missing_train_split_says_where_it_looked_and_how_to_build_it(llava_pa
     capsys.readouterr()
     code = cli.main(["--pretrained", str(llava_path), "--out", str(tmp_path / "o"), "--data", str(toy)])
     err = capsys.readouterr().err
-    assert code == 1 and err.startswith("mmr3 train-adapter: MM-R³ rephrase data (train split) not found.")
+    assert code == 1 and err.startswith("mmr3 train-adapter: error: MM-R³ rephrase data (train split) not found.")
     assert f"{toy}/rephrase/train-*.parquet  [from the location given]" in err and "mmr3 build" in err
     assert "use the bundled demo set's train split: mmr3 train-adapter --data demo" in err
     assert len(err.splitlines()) <= 8  # a message, not a traceback

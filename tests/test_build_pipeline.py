@@ -385,8 +385,9 @@ def test_cli_flags_become_the_build_config(env, tmp_path):
 def test_cli_errors_say_what_to_fix(tmp_path, capsys, argv, message):
     from mmr3_tasks.cli import main
 
-    assert main(["build", "--out", str(tmp_path / "o"), "--no-progress", *argv]) == 2
-    assert message in capsys.readouterr().err
+    assert main(["build", "--out", str(tmp_path / "o"), "--no-progress", *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mmr3 build: error: ") and message in err
 
 
 def test_restyle_without_style_models_says_where_to_get_them(env, tmp_path):
@@ -454,3 +455,106 @@ def test_an_image_failing_at_render_is_skipped_and_counted(tmp_path):
     assert report.skipped == {"coco": {"image failed to decode": 1}}
     assert markers[0]["skipped"] == report.skipped and report.groups == 2
     assert [g.split("/")[0] for g in _rows(tmp_path / "out", "context", "test")["id"][::3]] == ["coco-0", "coco-2"]
+
+
+# --------------------------------------------------------------------------- the manifest guards the data
+
+
+def test_manifest_lists_every_shards_size_and_the_build_verifies(built):
+    out, _ = built
+    manifest = json.loads((out / "manifest.json").read_text())
+    for task in schema.TASKS:
+        for split in ("test", "train"):
+            for shard in manifest["tasks"][task][split]["shards"]:
+                assert shard["bytes"] == (out / shard["file"]).stat().st_size
+            assert data.verify_split(out, task, split, full=True).ok
+
+
+def test_a_damaged_build_is_refused_and_the_advised_rerun_redoes_only_the_bad_shards(env, built, tmp_path):
+    from mmr3_tasks.cli import main
+
+    out, _ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    context = sorted((copy / "context").glob("test-*.parquet"))
+    rephrase = sorted((copy / "rephrase").glob("train-*.parquet"))
+    assert len(context) > 1 and len(rephrase) > 1
+    context[1].unlink()
+    rephrase[0].write_bytes(rephrase[0].read_bytes()[:-10])
+    config = copy / "build_config.json"
+    advice = f"rerun `mmr3 build --config {config} --out {copy}` (it renders only the missing or changed shards again)"
+    for task, split in (("context", "test"), ("rephrase", "train")):
+        with pytest.raises(data.DataIntegrityError, match="MISSING shard|TRUNCATED shard") as err:
+            _rows(copy, task, split)
+        assert advice in str(err.value)
+    requests = len(env["server"].log)
+    assert main(["build", "--config", str(config), "--out", str(copy), "--no-progress"]) == 0
+    assert len(env["server"].log) == requests  # the rephrasings came from the cache
+    report = json.loads((copy / "build_report.json").read_text())["tasks"]
+    for task, splits in report.items():
+        for split, r in splits.items():
+            redone = 1 if (task, split) in {("context", "test"), ("rephrase", "train")} else 0
+            assert r["shards"] - r["shards_reused"] == redone, (task, split)
+    assert (
+        json.loads((copy / "manifest.json").read_text())["tasks"]
+        == json.loads((out / "manifest.json").read_text())["tasks"]
+    )
+    assert _rows(copy, "context", "test")["id"] == _rows(out, "context", "test")["id"]
+
+
+def test_a_build_that_fails_before_its_first_shard_leaves_the_folder_as_it_found_it(env, tmp_path):
+    from mmr3_tasks.builder.sources import SourceError
+
+    coco = tmp_path / "coco"
+    shutil.copytree(env["paths"]["coco"], coco)
+    annotations = coco / "annotations" / "instances_val2017.json"
+    content = json.loads(annotations.read_text())
+    del content["categories"]
+    annotations.write_text(json.dumps(content))
+
+    fresh = tmp_path / "new" / "out"
+    config = _config(env, fresh, tasks=["context"])
+    config.sources.coco = str(coco)
+    with pytest.raises(SourceError, match="instances_val2017.json: no 'categories' list"):
+        pipeline.build(config)
+    assert not (tmp_path / "new").exists()  # no folder, no build_config.json of settings that built nothing
+
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "build_config.json").write_text("an earlier build's settings\n")
+    # Rephrase first: its cache folder is made at once, and its shards would come before COCO is read.
+    config = _config(env, earlier, tasks=["rephrase", "context"])
+    config.sources.coco = str(coco)
+    with pytest.raises(SourceError, match="categories"):
+        pipeline.build(config)
+    assert [p.name for p in earlier.iterdir()] == ["build_config.json"]
+    assert (earlier / "build_config.json").read_text() == "an earlier build's settings\n"
+
+
+def test_build_config_is_written_with_the_first_shard(env, tmp_path, monkeypatch):
+    """A build that fails after its first shard keeps its settings, so `--config` can resume it."""
+    out = tmp_path / "out"
+    calls = []
+
+    def fail_on_second(rows, path):
+        calls.append(path)
+        if len(calls) == 2:
+            assert (out / "build_config.json").is_file()  # written before the first shard
+            raise OSError("disk full")
+        return real(rows, path)
+
+    real = pipeline.write_parquet_atomic
+    monkeypatch.setattr(pipeline, "write_parquet_atomic", fail_on_second)
+    config = _config(env, out, tasks=["context"])
+    with pytest.raises(OSError, match="disk full"):
+        pipeline.build(config)
+    assert BuildConfig.from_json(out / "build_config.json") == config
+
+
+def test_a_rerun_that_writes_no_shard_still_records_its_settings(env, built, tmp_path):
+    out, _ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    report = pipeline.build(_config(env, copy, workers=1))
+    assert all(r["shards_reused"] == r["shards"] for splits in report["tasks"].values() for r in splits.values())
+    assert BuildConfig.from_json(copy / "build_config.json").workers == 1

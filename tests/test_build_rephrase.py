@@ -167,13 +167,29 @@ def test_bad_key_fails_at_once(monkeypatch):
 def test_unknown_model_or_route_fails_at_once(key):
     with ChatServer() as server:
         config = GeneratorConfig(model="no-such-model", base_url=server.base_url, api_key_env="MMR3_TEST_KEY")
-        with pytest.raises(GeneratorError, match=r"HTTP 404 .*--api-model 'no-such-model'"):
+        with pytest.raises(GeneratorError, match=r"HTTP 404 .*--rephrase-model 'no-such-model'"):
             _run(config, ["a"])
         wrong_route = GeneratorConfig(
             model="gpt-test", base_url=server.base_url[: -len("/v1")], api_key_env="MMR3_TEST_KEY"
         )
         with pytest.raises(GeneratorError, match="HTTP 404 at http://127.0.0.1:[0-9]+/chat/completions"):
             _run(wrong_route, ["a"])
+
+
+def test_every_flag_a_rephrasing_message_names_is_a_flag_of_mmr3_build():
+    # The 403/404 messages once named `--api-model`, which never existed.
+    import argparse
+    import re
+
+    import mmr3_tasks.builder.rephrase as rephrase
+    from mmr3_tasks.builder import cli as build_cli
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    build_cli.register(sub)
+    flags = {o for action in sub.choices["build"]._actions for o in action.option_strings}
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", Path(rephrase.__file__).read_text(encoding="utf-8")))
+    assert {"--rephrase-model", "--api-base", "--api-key-env"} <= named
+    assert named <= flags, sorted(named - flags)
 
 
 def test_no_key_for_openai_is_an_error(monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -230,3 +231,145 @@ def test_mit_indoor_answers_are_unambiguous_substrings():
     for answers in MIT_INDOOR_ANSWERS.values():
         # Acc is a substring test: a short synonym would match inside other words ("lab" in "label").
         assert all(len(a) >= 5 for a in answers[1:]), answers
+
+
+# --------------------------------------------------------------------------- malformed source files
+
+
+def _edit_json(path: Path, edit) -> None:
+    import json
+
+    content = json.loads(path.read_text())
+    path.write_text(json.dumps(edit(content)))
+
+
+def _drop(key):
+    def edit(content):
+        del content[key]
+        return content
+
+    return edit
+
+
+def _in_first(key, field, value=None, delete=False):
+    def edit(content):
+        if delete:
+            del content[key][0][field]
+        else:
+            content[key][0][field] = value
+        return content
+
+    return edit
+
+
+COCO_VAL = "annotations/instances_val2017.json"
+OKVQA_Q = "OpenEnded_mscoco_val2014_questions.json"
+OKVQA_A = "mscoco_val2014_annotations.json"
+INFOVQA = "infographicsVQA_val_v1.0.json"
+
+
+@pytest.mark.parametrize(
+    "make, reader, file, edit, message",
+    [
+        # Each was a KeyError or TypeError traceback before: the message now names file, key and entry.
+        (fx.make_coco, sources.coco, COCO_VAL, _drop("categories"), "instances_val2017.json: no 'categories' list"),
+        (fx.make_coco, sources.coco, COCO_VAL, _drop("images"), "no 'images' list (its keys are ['annotations', "),
+        (fx.make_coco, sources.coco, COCO_VAL, _in_first("images", "width", delete=True), "images[0] lacks the key"),
+        (fx.make_coco, sources.coco, COCO_VAL, _in_first("images", "width", 0), "image 1000 has size 0x72"),
+        (
+            fx.make_coco,
+            sources.coco,
+            COCO_VAL,
+            _in_first("annotations", "image_id", "x"),
+            "annotations[0].image_id is 'x' (str), expected a number",
+        ),
+        (fx.make_coco, sources.coco, COCO_VAL, _in_first("categories", "name", None), "categories[0].name is None"),
+        (fx.make_okvqa, sources.okvqa, OKVQA_A, lambda c: c["annotations"], "it is a JSON list"),
+        (fx.make_okvqa, sources.okvqa, OKVQA_Q, _in_first("questions", "question", delete=True), "questions[0] lacks"),
+        (
+            fx.make_okvqa,
+            sources.okvqa,
+            OKVQA_A,
+            _in_first("annotations", "answers", ["dog"]),
+            "annotations[0].answers holds a non-object",
+        ),
+        (fx.make_infovqa, sources.infovqa, INFOVQA, _drop("data"), "infographicsVQA_val_v1.0.json: no 'data' list"),
+        (
+            fx.make_infovqa,
+            sources.infovqa,
+            INFOVQA,
+            _in_first("data", "image_local_name", delete=True),
+            "data[0] lacks the key(s) ['image_local_name']",
+        ),
+        (fx.make_infovqa, sources.infovqa, INFOVQA, _in_first("data", "answers", "42"), "answers is '42' (str)"),
+    ],
+    ids=[
+        "coco-no-categories",
+        "coco-no-images",
+        "coco-image-without-width",
+        "coco-image-of-width-0",
+        "coco-image-id-a-string",
+        "coco-category-without-name",
+        "okvqa-annotations-a-list",
+        "okvqa-question-without-text",
+        "okvqa-answers-not-objects",
+        "infovqa-no-data",
+        "infovqa-no-image-name",
+        "infovqa-answers-a-string",
+    ],
+)
+def test_a_malformed_json_source_names_the_file_and_the_key(tmp_path, make, reader, file, edit, message):
+    make(tmp_path)
+    _edit_json(tmp_path / file, edit)
+    with pytest.raises(sources.SourceError, match=re.escape(message)) as err:
+        reader(str(tmp_path))
+    assert str(tmp_path / file) in str(err.value) and "re-download it" in str(err.value)
+
+
+def test_malformed_gldv2_and_mit_indoor_lists_are_named(tmp_path):
+    fx.make_gldv2(tmp_path, n_landmarks=3)
+    labels_csv = tmp_path / "train_label_to_category.csv"
+    labels_csv.write_text("landmark_id,name\n1,Category:Taban\n")
+    with pytest.raises(sources.SourceError, match=re.escape(f"{labels_csv} lacks the columns landmark_id,category")):
+        sources.gldv2(str(tmp_path))
+    labels_csv.write_text("landmark_id,category\n1\n")  # a short line: no category, not a crash
+    assert sources.gldv2(str(tmp_path)).skipped["landmark without a category name"] == 7  # all 3x2 + 9999
+    (tmp_path / "train.csv").write_bytes(b"id,url,landmark_id\n\xff\xfe,x,1\n")
+    with pytest.raises(sources.SourceError, match="train.csv is not UTF-8 text"):
+        sources.gldv2(str(tmp_path))
+    mit = tmp_path / "mit"
+    fx.make_mit_indoor(mit)
+    (mit / "TestImages.txt").write_bytes(b"kitchen/\xff.jpg\n")
+    with pytest.raises(sources.SourceError, match="TestImages.txt is not UTF-8 text"):
+        sources.mit_indoor(str(mit))
+
+
+def test_a_hub_dataset_without_the_needed_columns_is_named(tmp_path):
+    import datasets
+
+    fx.make_okvqa_hub(tmp_path)
+    shard = next((tmp_path / "data").glob("*.parquet"))
+    datasets.Dataset.from_parquet(str(shard)).remove_columns(["answers"]).to_parquet(str(shard))
+    with pytest.raises(sources.SourceError, match=r"split 'val2014' lacks the columns \['answers'\]"):
+        sources.okvqa(f"hub:{tmp_path}")
+
+
+def test_a_coco_box_with_a_non_number_is_a_skipped_annotation(tmp_path):
+    fx.make_coco(tmp_path, n_val=3, n_train=2)
+    _edit_json(tmp_path / COCO_VAL, _in_first("annotations", "bbox", [None, 8.0, 40.0, 30.0]))
+    pool = sources.coco(str(tmp_path), seed=0)
+    assert pool.skipped["annotation without a box inside its image"] == 3  # the fixture's 2, and this one
+
+
+def test_mmr3_build_names_annotations_without_categories_in_one_line(tmp_path, capsys):
+    """Through the command: one line naming the file, exit 1, and no build_config.json left behind."""
+    from mmr3_tasks.cli import main
+
+    fx.make_coco(tmp_path / "coco")
+    _edit_json(tmp_path / "coco" / COCO_VAL, _drop("categories"))
+    out = tmp_path / "out"
+    code = main(["build", "--out", str(out), "--tasks", "context", "--coco", str(tmp_path / "coco"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith("mmr3 build: error: ") and f"{tmp_path / 'coco' / COCO_VAL}: no 'categories' list" in err[0]
+    assert not (out / "build_config.json").exists()

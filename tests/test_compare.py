@@ -11,7 +11,9 @@ import pytest
 
 from mmr3_tasks import cli, data, metrics, report
 from mmr3_tasks.embedding import get_embedder
+from mmr3_tasks.errors import MMR3Error
 from mmr3_tasks.metrics import ScoredResponse
+from tests.report_fixtures import write_run
 
 HEADLINE = metrics.HEADLINE
 
@@ -120,18 +122,6 @@ def test_paired_bootstrap_matches_the_documented_procedure():
 # --------------------------------------------------------------------------- report: pairing and notes
 
 
-def write_run(folder, model_args, scores, gen_kwargs="", samples=None, stamp="20250101_000000"):
-    """A results file shaped like lmms-eval's; `samples`: task -> payloads, written next to it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    results = {task: {"alias": task, **{f"{k},none": v for k, v in s.items()}} for task, s in scores.items()}
-    config = {"model": "mmr3_llava", "model_args": model_args, "gen_kwargs": gen_kwargs}
-    (folder / f"{stamp}_results.json").write_text(json.dumps({"results": results, "config": config}))
-    for task, payloads in (samples or {}).items():
-        lines = [json.dumps({"doc_id": i, "acc": p}) for i, p in enumerate(payloads)]
-        (folder / f"{stamp}_samples_{task}.jsonl").write_text("\n".join(lines) + "\n")
-    return folder
-
-
 def scores(acc, con, fingerprint="build:aaaa", groups=10):
     return {"acc": acc, "s_gt": acc + 1, "con": con, "s_c": con + 1, "data_fingerprint": fingerprint, "groups": groups}
 
@@ -157,7 +147,7 @@ def test_adapter_and_lora_runs_pair_with_their_base_automatically(tmp_path):
     assert any("--log_samples" in n for n in c["notes"])
     # --paired instead: the first run given is the base of every other.
     assert [p.other.label for p in report.find_pairs(runs[2:4], paired=True)] == ["mmr3_llava (other) + adapter a"]
-    with pytest.raises(ValueError, match="--paired compares the first run with every other, but found one run"):
+    with pytest.raises(MMR3Error, match="--paired compares the first run with every other, but found one run"):
         report.find_pairs(runs[:1], paired=True)
 
 

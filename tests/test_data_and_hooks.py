@@ -69,7 +69,9 @@ def test_load_docs_swaps_the_locator_for_the_rows(tmp_path, monkeypatch, caplog)
     monkeypatch.setenv(data.DATA_ENV, str(tmp_path))
     ds = hooks.load_docs(locator("context"))
     assert ds["id"] == ["g1/m1", "g1/m2", "g1/m3"]
-    assert set(ds[hooks.DATA_COLUMN]) == {data.fingerprint("benchmark", str(tmp_path))}
+    base = data.fingerprint("benchmark", str(tmp_path))
+    assert set(ds[hooks.DATA_COLUMN]) == {data.with_kept_rows(base, ["g1/m1", "g1/m2", "g1/m3"])}  # g2/m1 dropped
+    assert base != data.with_kept_rows(base, ["g1/m1", "g1/m2", "g1/m3"])
     assert ds[0][hooks.DATA_COLUMN].startswith("files:")  # no manifest.json in this hand-made build
     (tmp_path / "manifest.json").write_text("{}")
     assert data.fingerprint("benchmark", str(tmp_path)) == "build:44136fa355b3678a"  # sha256 of "{}"

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+import lmms_eval.models as lmms_eval_models  # a hard dependency: a broken import fails, never skips
 import pytest
+from lmms_eval.api.instance import GenerationResult, Instance
 
+from mmr3_adapters import lmms_models
+from mmr3_adapters.models.generation import GenerationError
 from tests.tiny_models import QUESTIONS, images, tiny_checkpoint
-
-lmms_eval_models = pytest.importorskip("lmms_eval.models")
-from lmms_eval.api.instance import GenerationResult, Instance  # noqa: E402
-
-from mmr3_adapters import lmms_models  # noqa: E402
-from mmr3_adapters.models.generation import GenerationError  # noqa: E402
 
 GEN_KWARGS = {"max_new_tokens": 10, "temperature": 0.0, "do_sample": False, "until": ["\n\n"]}
 # What simple_evaluate adds to --model_args: the CLI's --batch_size is a str, the others None when unset.
@@ -97,7 +95,7 @@ def test_a_generation_failure_names_the_row_ids_or_task_and_doc(llava, monkeypat
 
 def test_bad_gen_kwargs_name_the_task(llava):
     llava.task_dict = {"t": {"test": docs()}}
-    with pytest.raises(ValueError, match="mmr3_llava, task t: unsupported generation_kwargs"):
+    with pytest.raises(SystemExit, match="mmr3_llava, task t: unsupported generation_kwargs"):  # a clean stop
         llava.generate_until(requests(1, gen_kwargs={"max_new_tokens": 4, "image_aspect_ratio": "pad"}))
 
 
@@ -106,28 +104,46 @@ def test_loglikelihood_is_refused_clearly(llava):
         llava.loglikelihood([])
 
 
+# Every one is a SystemExit (hooks.MMR3SetupError): lmms-eval prints only its message and exits 1,
+# where an Exception would print a traceback and exit 0. tests/test_lmms_errors.py runs the CLI.
 @pytest.mark.parametrize(
-    "arg_string, error, message",
+    "arg_string, message",
     [
-        ("pretrained=x,adapter=runs/adapter", SystemExit, "adapter='runs/adapter' does not exist"),
-        ("pretrained=x,adapter=a,lora=b", SystemExit, "adapter= and lora= together"),
-        ("pretrained=x,lora=runs/lora", SystemExit, "lora=runs/lora does not exist"),  # before the model loads
-        ("pretrained=x,temprature=0", TypeError, "unknown model_args ['temprature']"),
-        ("dtype=float32", ValueError, "needs pretrained=<hub id or local folder>"),
-        ("pretrained=x,batch_size=auto", ValueError, "batch_size must be a positive integer, got 'auto'"),
-        ("pretrained=x,batch_size=0", ValueError, "batch_size must be a positive integer, got 0"),
+        ("pretrained=x,adapter=runs/adapter", "adapter='runs/adapter' does not exist"),
+        ("pretrained=x,adapter=a,lora=b", "adapter= and lora= together"),
+        ("pretrained=x,lora=runs/lora", "lora=runs/lora does not exist"),  # before the model loads
+        ("pretrained=x,temprature=0", "unknown model_args ['temprature']"),
+        ("dtype=float32", "needs pretrained=<hub id or local folder>"),
+        ("pretrained=x,batch_size=auto", "batch_size must be a positive integer, got 'auto'"),
+        ("pretrained=x,batch_size=0", "batch_size must be a positive integer, got 0"),
+        # A path, not a malformed hub id ("Repo id must be in the form ...").
+        ("pretrained=/no/such/folder", "pretrained=/no/such/folder: no such folder"),
+        ("pretrained=./no-such-folder", "pretrained=./no-such-folder: no such folder"),
     ],
 )
-def test_bad_model_args_fail_before_loading(arg_string, error, message):
+def test_bad_model_args_fail_before_loading(arg_string, message):
     for model_id in ("mmr3_blip2", "mmr3_llava"):
-        with pytest.raises(error) as err:
+        with pytest.raises(SystemExit) as err:
             lmms_eval_models.get_model(model_id).create_from_arg_string(arg_string)
         assert message in str(err.value) and model_id in str(err.value)
 
 
+def test_a_pretrained_folder_that_is_no_checkpoint_is_named(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "weights.safetensors").write_bytes(b"")
+    cases = {
+        "empty": "empty: the folder holds no config.json, so it is not a transformers checkpoint",
+        "weights.safetensors": "weights.safetensors is a file; give the checkpoint folder",
+    }
+    for name, message in cases.items():
+        with pytest.raises(SystemExit) as err:
+            lmms_eval_models.get_model("mmr3_llava").create_from_arg_string(f"pretrained={tmp_path / name}")
+        assert f"mmr3_llava: pretrained={tmp_path / name}" in str(err.value) and message in str(err.value)
+
+
 def test_llava_image_aspect_is_checked_before_loading_and_reaches_the_generator(tmp_path_factory):
     llava_class = lmms_eval_models.get_model("mmr3_llava")
-    with pytest.raises(ValueError, match="mmr3_llava: image_aspect must be 'pad' or 'crop', got 'letterbox'"):
+    with pytest.raises(SystemExit, match="mmr3_llava: image_aspect must be 'pad' or 'crop', got 'letterbox'"):
         llava_class.create_from_arg_string("pretrained=does-not-exist,image_aspect=letterbox")
     path = tiny_checkpoint("llava", tmp_path_factory)
     extras = {"batch_size": 1, "max_batch_size": None, "device": "cpu"}

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
+
+from mmr3_tasks.errors import MMR3Error
 
 HELP = "train the paper's consistency adapter (or a LoRA baseline) on the MM-R³ train splits"
 
@@ -107,11 +108,16 @@ FLAGS = {  # flag dest -> TrainConfig field (nested: "adapter.x", "lora.x")
 }  # fmt: skip
 
 
+class TrainAdapterError(MMR3Error, ValueError):
+    """A train-adapter failure the user can fix: a flag, the --config file, --out, a setting train refuses."""
+
+
 def config_from_args(args: argparse.Namespace):
     """A TrainConfig from --config (if any) with the flags given on top."""
     from mmr3_adapters.adapter.train import TrainConfig
+    from mmr3_adapters.models.pretrained import check_pretrained
 
-    base = json.loads(args.config.read_text(encoding="utf-8")) if args.config else {}
+    base = read_config(args.config) if args.config else {}
     base.setdefault("adapter", {})
     base.setdefault("lora", {})
     for dest, name in FLAGS.items():
@@ -133,11 +139,24 @@ def config_from_args(args: argparse.Namespace):
         base["generator_options"] = {**base.get("generator_options", {}), **parse_options(args.model_option)}
     missing = [f"--{k}" for k in ("pretrained", "out") if not base.get(k)]
     if missing:
-        raise ValueError(
+        raise TrainAdapterError(
             f"{' and '.join(missing)} required (e.g. --pretrained llava-hf/llava-1.5-7b-hf --out adapters/x)"
         )
-    check_pretrained(str(base["pretrained"]))
+    base["pretrained"] = check_pretrained(str(base["pretrained"]), "--pretrained ")
     return TrainConfig.from_dict(base)
+
+
+def read_config(path: Path) -> dict:
+    """The settings of a --config train_config.json."""
+    try:
+        base = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise TrainAdapterError(f"--config {path}: cannot be read ({err.strerror or err})") from None
+    except ValueError as err:  # not UTF-8, or not JSON
+        raise TrainAdapterError(f"--config {path}: not a JSON file ({err})") from None
+    if not isinstance(base, dict):
+        raise TrainAdapterError(f"--config {path}: expected a JSON object of settings, got {type(base).__name__}")
+    return base
 
 
 def parse_options(items: list[str]) -> dict:
@@ -146,42 +165,39 @@ def parse_options(items: list[str]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--model-option expects KEY=VALUE, got {item!r}")
+            raise TrainAdapterError(f"--model-option expects KEY=VALUE, got {item!r}")
         lowered = value.lower()
         out[key] = True if lowered == "true" else False if lowered == "false" else value
     return out
 
 
-def check_pretrained(pretrained: str) -> None:
-    """A local-looking --pretrained that does not exist is named as such, not as a bad hub id."""
-    looks_local = pretrained.startswith((".", "/", "~")) or pretrained.count("/") > 1 or os.sep in pretrained[:1]
-    if looks_local and not Path(os.path.expanduser(pretrained)).exists():
-        raise ValueError(f"--pretrained {pretrained}: no such folder (give a hub id like llava-hf/llava-1.5-7b-hf)")
-
-
 def run(args: argparse.Namespace) -> int:
-    from mmr3_adapters.adapter.checkpoint import AdapterCheckpointError
-    from mmr3_adapters.adapter.data import TrainingDataError
-    from mmr3_adapters.adapter.train import TrainingError, train
-    from mmr3_tasks.data import DataNotFoundError, DataSchemaError
+    """Trains; an expected failure is raised as an MMR3Error, which `mmr3` (or `main`) prints as
+    one line, exit code 1."""
+    from mmr3_adapters.adapter.train import train
 
-    expected = (ValueError, OSError, TrainingError, TrainingDataError, AdapterCheckpointError)
-    expected += (DataNotFoundError, DataSchemaError)
     try:
         train(config_from_args(args), overwrite=args.overwrite)
-    except expected as err:
-        if args.debug:
-            raise
-        print(f"mmr3 train-adapter: {err}", file=sys.stderr)
-        return 1
+    except MMR3Error:
+        raise
+    except (ValueError, OSError) as err:  # train's own checks of the settings, --out and the files it reads
+        raise TrainAdapterError(str(err)) from err
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m mmr3_adapters.adapter.cli ...`: the same command, for `accelerate launch -m`."""
+    """`python -m mmr3_adapters.adapter.cli ...`: the same command, for `accelerate launch -m`,
+    with the same one-line errors as `mmr3 train-adapter` (`--debug`: the traceback)."""
     parser = argparse.ArgumentParser(prog="mmr3 train-adapter", description=HELP)
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except MMR3Error as err:
+        if args.debug:
+            raise
+        print(f"mmr3 train-adapter: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Face transformers. No lmms-eval import; `mmr3_adapters.lmms_models` registers th
 - `llava`, `blip2`: the two families. `old_checkpoints`: repairs for old local copies.
 - `generation`: decoding settings and batch planning (pure Python). `prompts`: the prompt formats.
 - `placement`: devices under `accelerate launch`. `tiny`: tiny random checkpoints, built offline.
+- `pretrained`: the check of a `pretrained` value (a local folder or a hub id) before it loads.
 """
 
 from mmr3_adapters.models.base import (

@@ -32,6 +32,7 @@ import torch
 
 from mmr3_adapters.models import prompts
 from mmr3_adapters.models.generation import GenerationError, GenerationSettings, plan_batches, truncate_at_stop
+from mmr3_tasks.errors import MMR3Error
 
 logger = logging.getLogger("mmr3")
 
@@ -112,13 +113,17 @@ def _dtype_keyword() -> str:
     return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
 
 
+class ModelLoadError(MMR3Error, ValueError):
+    """A checkpoint (or load setting) this model family cannot load: another kind, no config, a bad dtype."""
+
+
 def resolve_dtype(dtype: str | torch.dtype | None) -> str | torch.dtype:
     """`from_pretrained`'s dtype from a model_args value: "auto", a torch dtype or its name."""
     if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
         return "auto" if dtype is None else dtype
     name = str(dtype).lower().removeprefix("torch.")
     if name not in DTYPES:
-        raise ValueError(f"dtype={dtype!r} is not supported; use auto, {', '.join(sorted(DTYPES))}")
+        raise ModelLoadError(f"dtype={dtype!r} is not supported; use auto, {', '.join(sorted(DTYPES))}")
     return DTYPES[name]
 
 
@@ -190,10 +195,16 @@ class VisionLanguageGenerator:
 
         hub = {"revision": revision, "trust_remote_code": trust_remote_code}
         hub = {k: v for k, v in hub.items() if v is not None}
-        config = AutoConfig.from_pretrained(pretrained, **hub)
+        try:
+            config = AutoConfig.from_pretrained(pretrained, **hub)
+        except (OSError, ValueError) as err:  # not on the hub or offline (OSError); no model_type (ValueError)
+            raise ModelLoadError(
+                f"{pretrained!r}: its config.json could not be loaded ({err}); give a local checkpoint folder, "
+                "or a hub id this machine can reach"
+            ) from err
         model_type = getattr(config, "model_type", None)
         if model_type not in cls.model_types:
-            raise ValueError(
+            raise ModelLoadError(
                 f"{pretrained!r} is a {model_type!r} checkpoint, not {cls.family} "
                 f"(model_type {' or '.join(cls.model_types)}); {_suggest_model(model_type)}"
             )

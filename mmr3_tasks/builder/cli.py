@@ -4,8 +4,9 @@
                --style-models johnson-onnx [--rephrase-backend openai --rephrase-model gpt-3.5-turbo]
     mmr3 build --demo --style-models DIR        # the bundled demo set, same renderers
 
-Run the same command again after an interruption: finished shards are kept, cached rephrasings
-are reused. docs/data.md describes every option.
+Run the same command again after an interruption, or `mmr3 build --config OUT/build_config.json
+--out OUT` (which also repairs a build whose shards were deleted or damaged): finished shards are
+kept, cached rephrasings are reused. docs/data.md describes every option.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import sys
 
 
 def register(sub) -> None:
@@ -29,7 +29,11 @@ def register(sub) -> None:
     )
     parser.add_argument("--demo", action="store_true", help="build the bundled demo set (mmr3_mini_*)")
     parser.add_argument("--out", default=None, help="output folder (default: $MMR3_DATA or ~/.cache/mmr3/data)")
-    parser.add_argument("--config", default=None, help="a build_config.json to start from (flags override it)")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="a build_config.json to start from (flags override it); OUT/build_config.json reruns or repairs a build",
+    )
     what = parser.add_argument_group("what to build")
     what.add_argument("--tasks", default=None, help="comma-separated: rephrase,restyle,context (default all)")
     what.add_argument("--splits", default=None, help="comma-separated: test,train (default both)")
@@ -82,16 +86,14 @@ def register(sub) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    from mmr3_tasks.builder.config import ConfigError
-    from mmr3_tasks.builder.rephrase import GeneratorError
-    from mmr3_tasks.builder.sources import SourceError
-    from mmr3_tasks.builder.styles import StyleModelError
+    from mmr3_tasks.errors import MMR3Error
 
     try:
         return _run_demo(args) if args.demo else _run_full(args)
-    except (ConfigError, SourceError, StyleModelError, GeneratorError, ValueError) as err:
-        print(f"mmr3 build: {err}", file=sys.stderr)
-        return 2
+    except MMR3Error:
+        raise  # `mmr3` prints it as one line and exits 1
+    except ValueError as err:  # a flag's value the dataclasses refuse (they raise ValueError)
+        raise MMR3Error(str(err)) from err
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -236,6 +236,7 @@ def build_demo(config: DemoConfig) -> dict:
             manifest["tasks"].setdefault(task, {})[split] = {
                 "file": path.relative_to(out).as_posix(),
                 "sha256": digest,
+                "bytes": path.stat().st_size,  # checked by every load (data.verify_split)
                 "rows": len(rows),
                 "groups": len({r["group_id"] for r in rows}),
                 "images": image_hashes(rows),

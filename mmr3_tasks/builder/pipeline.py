@@ -3,17 +3,20 @@
 Layout of a build (what `mmr3_tasks.data.load_split` reads):
 
     <out>/<task>/<split>-0000K-of-0000N.parquet   rows in schema.FEATURES
-    <out>/manifest.json       settings, seed, input fingerprints, sha256 of every image and shard
+    <out>/manifest.json       settings, seed, input fingerprints, sha256 of every image; every
+                              shard's file, sha256, bytes and rows (what data.verify_split checks)
     <out>/README.md           the dataset card (its YAML names one config per task for the hub)
     <out>/build_report.json   what was written and skipped, and how long it took
-    <out>/build_config.json   the settings (BuildConfig)
+    <out>/build_config.json   the settings (BuildConfig), written once the build writes its first shard
     <out>/.mmr3-build/        resume state: shard markers and the rephrasing cache
 
 Resumable: every shard is written to a hidden temporary file and renamed into place, then its
 marker (the shard's fingerprint, sha256 and image hashes) is written the same way. A rerun of the
-same command skips every shard whose marker, fingerprint and file agree, and re-renders the rest;
-rephrasings come from the cache. Deterministic: every choice is seeded from (seed, what is chosen),
-never from order of arrival or wall time.
+same command skips every shard whose marker, fingerprint and file agree, and re-renders the rest
+(a deleted, truncated or changed shard among them); rephrasings come from the cache. A build that
+fails before its first shard leaves the folder as it found it, but for rephrasings already received
+(kept in the cache, so that a rerun does not pay for them again). Deterministic: every choice is
+seeded from (seed, what is chosen), never from order of arrival or wall time.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -333,8 +336,18 @@ def _read_marker(path: Path) -> dict | None:
         return None  # a marker is written atomically; an unreadable one is simply redone
 
 
-def write_split(items: list, split: str, ctx: TaskContext, config: BuildConfig, report: SplitReport) -> list[dict]:
-    """Writes (or reuses) every shard of one split; returns the shards' markers, in order."""
+def write_split(
+    items: list,
+    split: str,
+    ctx: TaskContext,
+    config: BuildConfig,
+    report: SplitReport,
+    before_write: Callable[[], None] | None = None,
+) -> list[dict]:
+    """Writes (or reuses) every shard of one split; returns the shards' markers, in order.
+
+    `before_write` is called before each shard is written (not before one that is reused).
+    """
     out = Path(config.out)
     task_dir, state_dir = out / ctx.task, out / STATE_DIR / ctx.task
     shards = plan_shards(items, ctx.task, config.shard_rows)
@@ -365,11 +378,14 @@ def write_split(items: list, split: str, ctx: TaskContext, config: BuildConfig, 
                 s: {k: v - before.get(s, {}).get(k, 0) for k, v in r.items() if v - before.get(s, {}).get(k, 0)}
                 for s, r in report.skipped.items()
             }
+            if before_write is not None:
+                before_write()
             digest = write_parquet_atomic(rows, path)
             marker = {
                 "fingerprint": fp,
                 "file": f"{ctx.task}/{name}",
                 "sha256": digest,
+                "bytes": path.stat().st_size,
                 "rows": len(rows),
                 "groups": len(rows) // len(schema.VARIANTS[ctx.task]),
                 "images": image_hashes(rows),
@@ -466,21 +482,50 @@ def read_pools(task: str, config: BuildConfig, report: dict) -> dict[str, src.So
 
 
 def build(config: BuildConfig) -> dict:
-    """Runs (or resumes) the build. Returns the report (also written to build_report.json)."""
-    started = time.monotonic()
+    """Runs (or resumes) the build. Returns the report (also written to build_report.json).
+
+    build_config.json is written just before the first shard this run writes, and again at the
+    end: a run that fails before writing a shard (a bad source, a missing style model, a refused
+    API key) leaves an earlier build's settings, or none, and removes the folders it created
+    while they are empty. Rephrasings received before the failure stay in the cache.
+    """
     out = Path(config.out).expanduser()
+    created = _absent_dirs([out / STATE_DIR])
+    write_config = _ConfigWriter(out / CONFIG, config)
+    try:
+        return _build(config, out, write_config)
+    except BaseException:
+        if not write_config.written:
+            _remove_if_empty(created)
+        raise
+
+
+class _ConfigWriter:
+    """Writes build_config.json once, when called before the build's first new shard."""
+
+    def __init__(self, path: Path, config: BuildConfig):
+        self.path, self.text, self.written = path, config.to_json(), False
+
+    def __call__(self) -> None:
+        if not self.written:
+            write_text_atomic(self.path, self.text)
+            self.written = True
+
+
+def _build(config: BuildConfig, out: Path, write_config: _ConfigWriter) -> dict:
+    started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     _preflight(config)
     _remove_partial_files(out)
-    write_text_atomic(out / CONFIG, config.to_json())
     report: dict = {"tasks": {}, "sources": {}}
     manifest = _load_manifest(out)
     cache = ReplyCache(out / STATE_DIR / "rephrase-cache.jsonl") if "rephrase" in config.tasks else None
-    for task in config.tasks:
-        splits = [s for s in config.splits if config.size(task, s) > 0]
-        if not splits:
-            continue
-        pools = read_pools(task, config, report)
+    todo = {task: [s for s in config.splits if config.size(task, s) > 0] for task in config.tasks}
+    todo = {task: splits for task, splits in todo.items() if splits}
+    # Every source is read before any row is made: a malformed source file fails the build at once.
+    pools_of = {task: read_pools(task, config, report) for task in todo}
+    for task, splits in todo.items():
+        pools = pools_of.pop(task)
         ctx = task_context(task, config, pools)
         seen_images: dict[str, str] = {}
         for split in splits:
@@ -495,19 +540,29 @@ def build(config: BuildConfig) -> dict:
                         "validation files overlap: pass each split's files once"
                     )
                 seen_images[item.image.key] = split
-            markers = write_split(items, split, ctx, config, split_report)
+            markers = write_split(items, split, ctx, config, split_report, before_write=write_config)
             split_report.seconds = round(time.monotonic() - t0, 1)
             report["tasks"].setdefault(task, {})[split] = split_report.__dict__
             manifest["tasks"].setdefault(task, {})[split] = {
                 "settings": ctx.settings,
                 "groups": split_report.groups,
                 "rows": split_report.rows,
-                "shards": [{"file": m["file"], "sha256": m["sha256"], "rows": m["rows"]} for m in markers],
+                # bytes: read off the file, as a marker written before `bytes` existed lacks it.
+                "shards": [
+                    {
+                        "file": m["file"],
+                        "sha256": m["sha256"],
+                        "bytes": (out / m["file"]).stat().st_size,
+                        "rows": m["rows"],
+                    }
+                    for m in markers
+                ],
                 "images": {k: v for m in markers for k, v in m["images"].items()},
             }
             write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     manifest["software"] = _software_versions()
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    write_text_atomic(out / CONFIG, config.to_json())
     from mmr3_tasks.builder.card import dataset_card
 
     write_text_atomic(out / CARD, dataset_card(manifest))
@@ -531,6 +586,23 @@ def _preflight(config: BuildConfig) -> None:
         from mmr3_tasks.builder.styles import resolve_style_files
 
         resolve_style_files(config.style_models)
+
+
+def _absent_dirs(paths: list[Path]) -> list[Path]:
+    """The folders among `paths` and their parents that do not exist yet, deepest first."""
+    absent: list[Path] = []
+    for path in paths:
+        while not path.exists() and path not in absent and path != path.parent:
+            absent.append(path)
+            path = path.parent
+    return sorted(absent, key=lambda p: len(p.parts), reverse=True)
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Removes each of `folders` (given deepest first) that is there and empty; one with content stays."""
+    for folder in folders:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _remove_partial_files(out: Path) -> None:

@@ -207,8 +207,8 @@ class OpenAIChat:
     RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
     FATAL_STATUS = {
         401: "the API key was refused (HTTP 401): set ${env} to a valid key",
-        403: "the API key may not use this model or endpoint (HTTP 403): check ${env} and --api-model",
-        404: "HTTP 404 at {url}: check --api-base (it should end in /v1) and --api-model {model!r}",
+        403: "the API key may not use this model or endpoint (HTTP 403): check ${env} and --rephrase-model",
+        404: "HTTP 404 at {url}: check --api-base (it should end in /v1) and --rephrase-model {model!r}",
     }
 
     def __init__(self, config: GeneratorConfig, api_key: str | None = None, base_url: str | None = None):

@@ -32,7 +32,7 @@ import os
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,8 +95,60 @@ def _load_json(path: Path) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise SourceError(f"{path} is not valid JSON ({err}); re-download it") from err
+
+
+# A field's expected type: ids and sizes are numbers, texts are strings (bool is no number here).
+_NUMBER = (int, float)
+
+
+def _records(data, key: str, path: Path, fields: dict, optional: dict | None = None, fix: str = "") -> list[dict]:
+    """`data[key]`: a list of objects, each with `fields` (name -> type or tuple of types) and, when
+    present and not null, `optional` ones of those types.
+
+    Raises:
+        SourceError: naming the file, the key or the entry and field that is missing or mistyped,
+            and the fix (re-download the official file).
+    """
+    fix = fix or "re-download the official file"
+    if not isinstance(data, dict) or not isinstance(data.get(key), list):
+        has = f"its keys are {sorted(data)[:12]}" if isinstance(data, dict) else f"it is a JSON {type(data).__name__}"
+        raise SourceError(f"{path}: no {key!r} list ({has}); not the official format: {fix}")
+    records = data[key]
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise SourceError(f"{path}: {key}[{i}] is a {type(record).__name__}, not an object: {fix}")
+        missing = [name for name in fields if name not in record]
+        if missing:
+            raise SourceError(f"{path}: {key}[{i}] lacks the key(s) {missing} (has {sorted(record)}): {fix}")
+        for name, kind in [*fields.items(), *(optional or {}).items()]:
+            value = record.get(name)
+            if value is None and name not in fields:
+                continue
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise SourceError(
+                    f"{path}: {key}[{i}].{name} is {value!r:.60} ({type(value).__name__}), "
+                    f"expected {_type_names(kind)}: {fix}"
+                )
+    return records
+
+
+def _type_names(kind) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {int: "a number", float: "a number", bool: "a boolean", str: "a string", list: "a list"}
+    return " or ".join(dict.fromkeys(names[k] for k in kinds))
+
+
+def _require_columns(ds, wanted: tuple[str, ...], dataset_id: str, split: str, layout: str) -> None:
+    """A hub split has the columns a reader needs, or SourceError naming the dataset, split and columns."""
+    missing = [c for c in wanted if c not in ds.column_names]
+    if missing:
+        raise SourceError(
+            f"hub dataset {dataset_id} split {split!r} lacks the columns {missing} (has {ds.column_names}): "
+            f"not the {layout} layout; pass a dataset in that layout, or a local folder in the official format"
+        )
 
 
 def _first_dir(candidates: list[Path], what: str) -> Path:
@@ -140,9 +192,17 @@ def okvqa(location: str) -> SourcePool:
             [root / f"{official}2014", root / "images" / f"{official}2014", root / "coco" / f"{official}2014"],
             f"COCO {official}2014 image",
         )
-        annotations = {a["question_id"]: a for a in _load_json(apath)["annotations"]}
+        fix = "re-download it (https://okvqa.allenai.org/download.html)"
+        ann_records = _records(_load_json(apath), "annotations", apath, {"question_id": int, "answers": list}, fix=fix)
+        for i, ann in enumerate(ann_records):
+            if not all(isinstance(a, dict) for a in ann["answers"]):
+                raise SourceError(f"{apath}: annotations[{i}].answers holds a non-object: {fix}")
+        annotations = {a["question_id"]: a for a in ann_records}
+        questions = _records(
+            _load_json(qpath), "questions", qpath, {"question_id": int, "question": str, "image_id": int}, fix=fix
+        )
         items = []
-        for q in sorted(_load_json(qpath)["questions"], key=lambda q: q["question_id"]):
+        for q in sorted(questions, key=lambda q: q["question_id"]):
             if word_count(q["question"]) < MIN_QUESTION_WORDS:
                 pool.filtered["question of 10 words or fewer"] += 1
                 continue
@@ -235,11 +295,12 @@ def _okvqa_hub(dataset_id: str) -> SourcePool:
         if role is None:
             pool.filtered[f"hub split {name!r} (neither train nor validation)"] += len(ds)
             continue
+        _require_columns(ds, ("question", "answers"), dataset_id, name, f"OK-VQA ({OKVQA_HUB})")
         items = pool.splits.setdefault(role, [])
         columns = ds.column_names
         meta = ds.select_columns([c for c in ("question", "question_id", "image_id", "answers") if c in columns])
         for i, row in enumerate(meta):
-            if word_count(row["question"]) < MIN_QUESTION_WORDS:
+            if word_count(row["question"] or "") < MIN_QUESTION_WORDS:
                 pool.filtered["question of 10 words or fewer"] += 1
                 continue
             answers = clean_answers(_ranked_answers(list(row.get("answers") or [])))
@@ -284,8 +345,16 @@ def infovqa(location: str) -> SourcePool:
             [root / "infographicsvqa_images", root / "images", root / f"{official}_images", root],
             "InfographicsVQA image",
         )
+        records = _records(
+            _load_json(path),
+            "data",
+            path,
+            {"questionId": int, "question": str, "image_local_name": str},
+            optional={"answers": list},
+            fix="re-download it (https://rrc.cvc.uab.es/?ch=17)",
+        )
         items = []
-        for q in sorted(_load_json(path)["data"], key=lambda q: q["questionId"]):
+        for q in sorted(records, key=lambda q: q["questionId"]):
             if word_count(q["question"]) < MIN_QUESTION_WORDS:
                 pool.filtered["question of 10 words or fewer"] += 1
                 continue
@@ -325,11 +394,12 @@ def _infovqa_hub(dataset_id: str) -> SourcePool:
         if role is None:
             pool.filtered[f"hub split {name!r} (neither train nor validation)"] += len(ds)
             continue
+        _require_columns(ds, ("question", "answers"), dataset_id, name, f"InfographicsVQA ({INFOVQA_HUB})")
         items = pool.splits.setdefault(role, [])
         wanted = ("question", "questionId", "answers", "image_url", "image_local_name")
         meta = ds.select_columns([c for c in wanted if c in ds.column_names])
         for i, row in enumerate(meta):
-            if word_count(row["question"]) < MIN_QUESTION_WORDS:
+            if word_count(row["question"] or "") < MIN_QUESTION_WORDS:
                 pool.filtered["question of 10 words or fewer"] += 1
                 continue
             answers = clean_answers(row.get("answers") or [])
@@ -374,22 +444,17 @@ def gldv2(location: str, seed: int = 0) -> SourcePool:
     image_dir = _first_dir([root / "train", root / "images" / "train", root / "images"], "GLDv2 train image")
     pool = SourcePool("gldv2", "restyle")
     names: dict[str, list[str]] = {}
-    with open(labels_csv, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            answers = labels.landmark_answers(row.get("category") or "")
-            if answers:
-                names[str(row["landmark_id"]).strip()] = answers
+    for row in _csv_rows(labels_csv, ("landmark_id", "category")):
+        answers = labels.landmark_answers(row["category"])
+        if answers and row["landmark_id"].strip():
+            names[row["landmark_id"].strip()] = answers
     by_landmark: dict[str, list[str]] = defaultdict(list)
-    with open(train_csv, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"id", "landmark_id"} <= set(reader.fieldnames):
-            raise SourceError(f"{train_csv} lacks the columns id,landmark_id (has {reader.fieldnames})")
-        for row in reader:
-            image_id, landmark = row["id"].strip(), str(row["landmark_id"]).strip()
-            if not re.fullmatch(r"[0-9a-f]{3,}", image_id):
-                pool.skipped["row with a malformed image id"] += 1
-                continue
-            by_landmark[landmark].append(image_id)
+    for row in _csv_rows(train_csv, ("id", "landmark_id")):
+        image_id, landmark = row["id"].strip(), row["landmark_id"].strip()
+        if not re.fullmatch(r"[0-9a-f]{3,}", image_id):
+            pool.skipped["row with a malformed image id"] += 1
+            continue
+        by_landmark[landmark].append(image_id)
     items = []
     for landmark in sorted(by_landmark, key=lambda x: (len(x), x)):
         ids = sorted(by_landmark[landmark])
@@ -415,6 +480,20 @@ def gldv2(location: str, seed: int = 0) -> SourcePool:
     return pool
 
 
+def _csv_rows(path: Path, wanted: tuple[str, ...]) -> Iterator[dict[str, str]]:
+    """The rows of a GLDv2 CSV (streamed: train.csv has millions), which must have the `wanted`
+    columns; the missing cells of a short line read as ""."""
+    fix = "re-download it (https://github.com/cvdfoundation/google-landmark)"
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f, restval="")
+            if not reader.fieldnames or not set(wanted) <= set(reader.fieldnames):
+                raise SourceError(f"{path} lacks the columns {','.join(wanted)} (has {reader.fieldnames}): {fix}")
+            yield from reader
+    except UnicodeDecodeError as err:
+        raise SourceError(f"{path} is not UTF-8 text ({err}): {fix}") from err
+
+
 # --------------------------------------------------------------------------- MIT Indoor 67
 
 
@@ -431,7 +510,11 @@ def mit_indoor(location: str) -> SourcePool:
             continue
         used.append(path)
         items = []
-        for line in sorted({ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()}):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise SourceError(f"MIT Indoor: {path} is not UTF-8 text ({err}); re-download it") from err
+        for line in sorted({ln.strip() for ln in text.splitlines() if ln.strip()}):
             rel = line.replace("\\", "/")
             if "/" not in rel:
                 pool.skipped["list line without a class folder"] += 1
@@ -487,13 +570,27 @@ def coco(location: str, seed: int = 0) -> SourcePool:
             [root / f"{official}{year}", root / "images" / f"{official}{year}"], f"COCO {official}{year} image"
         )
         data = _load_json(path)
-        categories = {c["id"]: c["name"] for c in data["categories"]}
+        fix = "re-download it (https://cocodataset.org/#download)"
+        categories = {c["id"]: c["name"] for c in _records(data, "categories", path, {"id": int, "name": str}, fix=fix)}
         by_image: dict[int, list[dict]] = defaultdict(list)
-        for ann in data["annotations"]:
+        annotations = _records(
+            data,
+            "annotations",
+            path,
+            {"id": int, "image_id": int},
+            optional={"bbox": list, "area": _NUMBER, "category_id": int, "iscrowd": (int, bool)},
+            fix=fix,
+        )
+        for ann in annotations:
             by_image[ann["image_id"]].append(ann)
+        images = _records(
+            data, "images", path, {"id": int, "width": _NUMBER, "height": _NUMBER, "file_name": str}, fix=fix
+        )
         items = []
-        for image in sorted(data["images"], key=lambda im: im["id"]):
+        for image in sorted(images, key=lambda im: im["id"]):
             width, height = image["width"], image["height"]
+            if width <= 0 or height <= 0:
+                raise SourceError(f"{path}: image {image['id']} has size {width}x{height}: {fix}")
             eligible = []
             for ann in by_image.get(image["id"], []):
                 if ann.get("iscrowd"):
@@ -537,7 +634,7 @@ def coco(location: str, seed: int = 0) -> SourcePool:
 
 def _coco_box(bbox, width: int, height: int) -> tuple[float, float, float, float] | None:
     """COCO [x, y, w, h] -> [x0, y0, x1, y1] when it is a real box inside the image (1 px slack)."""
-    if not bbox or len(bbox) != 4:
+    if not bbox or len(bbox) != 4 or not all(isinstance(v, _NUMBER) for v in bbox):
         return None
     x, y, w, h = (float(v) for v in bbox)
     if w <= 0 or h <= 0 or x < -1 or y < -1 or x + w > width + 1 or y + h > height + 1:
@@ -560,7 +657,14 @@ def _coco_hub(dataset_id: str, seed: int) -> SourcePool:
         objects = ds.features.get("objects")
         if objects is None:
             raise SourceError(f"hub dataset {dataset_id} has no `objects` column: not a COCO detection layout")
+        _require_columns(ds, ("width", "height", "objects"), dataset_id, name, f"COCO detection ({COCO_HUB})")
         inner = objects if isinstance(objects, dict) else getattr(objects, "feature", {})
+        lacking = [k for k in ("bbox", "area", "category") if not isinstance(inner, dict) or k not in inner]
+        if lacking:
+            raise SourceError(
+                f"hub dataset {dataset_id} split {name!r}: its `objects` lack {lacking}: not the COCO detection "
+                f"layout ({COCO_HUB})"
+            )
         category_feature = inner.get("category") if isinstance(inner, dict) else None
         while category_feature is not None and not isinstance(category_feature, datasets.ClassLabel):
             category_feature = getattr(category_feature, "feature", None)  # List(ClassLabel) -> ClassLabel
