@@ -58,9 +58,18 @@ def tiny_checkpoint() -> Path:
     return Path(build_tiny_llava(cache_root() / "tiny-llava"))
 
 
-def lmms_eval_command(checkpoint: Path, args: argparse.Namespace) -> list[str]:
+def lmms_eval_executable() -> str:
+    """The `lmms-eval` command of this Python's environment, else the one on PATH.
+
+    The environment's own comes first so that a venv used without activation runs its own
+    lmms-eval (with our entry points), not another one found on PATH.
+    """
     exe = Path(sys.executable).with_name("lmms-eval")
-    cmd = [str(exe) if exe.exists() else (shutil.which("lmms-eval") or "lmms-eval")]
+    return str(exe) if exe.exists() else (shutil.which("lmms-eval") or "lmms-eval")
+
+
+def lmms_eval_command(checkpoint: Path, args: argparse.Namespace) -> list[str]:
+    cmd = [lmms_eval_executable()]
     cmd += ["--model", "mmr3_llava", "--model_args", f"pretrained={checkpoint},dtype=float32"]
     cmd += ["--tasks", "mmr3_mini", "--batch_size", str(args.batch_size), "--device", args.device]
     cmd += ["--output_path", str(args.out), "--log_samples"]

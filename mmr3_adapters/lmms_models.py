@@ -20,12 +20,12 @@ from lmms_eval.api.model import lmms
 from lmms_eval.models.registry_v2 import ModelManifest
 
 from mmr3_adapters.models import (
-    IMAGE_ASPECTS,
     Blip2Generator,
     LlavaGenerator,
     Query,
     Sample,
     VisionLanguageGenerator,
+    check_image_aspect,
     prompts,
     resolve_placement,
 )
@@ -238,6 +238,7 @@ class Replay(lmms):
             raise _setup_error(f"mmr3_replay: {err}") from None
         self._ids: dict[tuple[str, str], list[str]] = {}
         self._asked: set[ReplayKey] = set()
+        self._most_read: dict[ReplayKey, int] = {}  # line -> most answers one query read from it
 
     def _row_id(self, task: str, split: str, doc_id: int) -> str:
         key = (task, split)
@@ -282,12 +283,17 @@ class Replay(lmms):
                     f'"responses": [...] with {asked} answers'
                 )
             self._asked.add(key)
+            self._most_read[key] = max(self._most_read.get(key, 0), k + 1)
             out.append(recorded.texts[k])
         return out
 
     def unasked(self) -> list[ReplayKey]:
         """The file's lines that no query has asked for so far, in file order."""
         return [key for key in self.answers if key not in self._asked]
+
+    def partly_read(self) -> list[ReplayKey]:
+        """Lines holding more responses than any query read: an All task takes the first of a list."""
+        return [key for key, n in self._most_read.items() if n < len(self.answers[key].texts)]
 
     def clean(self) -> None:
         """After lmms-eval's inference: warns about lines no query asked for (`--limit`, another task)."""
@@ -296,6 +302,16 @@ class Replay(lmms):
             ids = [row_id if task is None else f"{row_id} (task {task})" for task, row_id in unasked]
             logger.warning(
                 "mmr3_replay: %d responses in %s were not asked for (ids %s)", len(ids), self.path, _preview(ids)
+            )
+        partly = self.partly_read()
+        if partly:  # e.g. a Sampling line read by the All task alone: only its first answer was scored
+            ids = [row_id if task is None else f"{row_id} (task {task})" for task, row_id in partly]
+            logger.warning(
+                "mmr3_replay: %d lines of %s hold more responses than any query read, so only the first ones were "
+                "scored (ids %s); an All task reads one answer per row",
+                len(ids),
+                self.path,
+                _preview(ids),
             )
         super().clean()
 
@@ -569,10 +585,10 @@ class Llava(_BatchedVLM):
         **unknown: Any,
     ) -> None:
         super().__init__()
-        if image_aspect not in IMAGE_ASPECTS:  # before the model is loaded
-            raise _setup_error(
-                f"{self.model_id}: image_aspect must be 'pad' or 'crop', got {image_aspect!r} (docs/models.md)"
-            )
+        try:
+            check_image_aspect(image_aspect)  # before the model is loaded, not after minutes of it
+        except ValueError as err:
+            raise _setup_error(f"{self.model_id}: {err}") from None
         self._setup(
             pretrained=pretrained,
             revision=revision,

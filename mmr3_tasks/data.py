@@ -67,7 +67,10 @@ def default_data_dir() -> Path:
 
 def data_origin() -> str:
     """Where `data_location()` came from, in words."""
-    return f"${DATA_ENV}" if os.environ.get(DATA_ENV, "").strip() else f"the default (${DATA_ENV} is unset)"
+    value = os.environ.get(DATA_ENV)
+    if value is None:
+        return f"the default (${DATA_ENV} is unset)"
+    return f"${DATA_ENV}" if value.strip() else f"the default (${DATA_ENV} is set but blank)"
 
 
 def data_location() -> str:
@@ -100,6 +103,11 @@ def load_split(task: str, split: str = "test", location: str | None = None) -> d
             looked = f"{root / task}/{split}-*.parquet"
             raise DataNotFoundError(_missing_message(task, split, location, looked, origin))
         return as_schema(_read_shards(check))
+    if root.exists():  # a file, not a build folder: say so rather than "not found" under it
+        raise DataNotFoundError(
+            f"MM-R³ {task} data: {root} [from {origin}] is a file, not a build folder; point {DATA_ENV} at the "
+            f"folder `mmr3 build --out` wrote (it holds manifest.json and one folder per task)"
+        )
     if _HUB_ID.match(location) and not location.startswith((".", "/", "~")):
         try:
             ds = datasets.load_dataset(location, name=task, split=split)
@@ -141,13 +149,18 @@ def _unreadable(path: Path) -> str | None:
     return None
 
 
-def as_schema(ds: datasets.Dataset) -> datasets.Dataset:
-    """The rows in exactly schema.FEATURES, or DataSchemaError naming what differs."""
+def require_columns(ds: datasets.Dataset) -> None:
+    """DataSchemaError naming the MM-R³ columns (schema.COLUMNS) that `ds` lacks, if any."""
     missing = [c for c in schema.COLUMNS if c not in ds.column_names]
     if missing:
         raise DataSchemaError(
             f"dataset lacks the MM-R³ columns {missing}; rebuild it with `mmr3 build` (schema: mmr3_tasks.schema)"
         )
+
+
+def as_schema(ds: datasets.Dataset) -> datasets.Dataset:
+    """The rows in exactly schema.FEATURES, or DataSchemaError naming what differs."""
+    require_columns(ds)
     ds = ds.select_columns(list(schema.COLUMNS))
     if ds.features == schema.FEATURES:
         return ds
@@ -226,6 +239,11 @@ class SplitCheck:
         """How to repair what `problems` lists, for the kind of folder this is."""
         kinds = {p.split(" ", 1)[0] for p in self.problems}
         fixes = []
+        if "UNKNOWN" in kinds:
+            return (
+                f"this {MANIFEST} is not one `mmr3 build` wrote: move it out of {self.root} (the shards are then "
+                f"checked on their parquet footers only), or point {DATA_ENV} at the build's own folder"
+            )
         if kinds - {"EXTRA"}:
             if self.kind == DEMO_KIND and self.root.resolve() == DEMO_DIR.resolve():
                 fixes.append(
@@ -262,8 +280,9 @@ def rebuild_advice(root: Path) -> str:
 def read_manifest(root: Path) -> tuple[dict | None, str | None]:
     """The folder's mmr3 manifest and None, or (None, the problem with it).
 
-    (None, None): no manifest.json, or one that is not an mmr3 manifest (no known `kind`), which
-    is then not verified against.
+    (None, None): no manifest.json. A manifest.json that is not an mmr3 one (another `kind`) or
+    whose entries have the wrong shape is a problem, not a reason to skip the check: the folder's
+    fingerprint is the manifest's hash, so an unchecked manifest would vouch for any shards.
     """
     path = root / MANIFEST
     if not path.is_file():
@@ -272,9 +291,52 @@ def read_manifest(root: Path) -> tuple[dict | None, str | None]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         return None, f"UNREADABLE {MANIFEST}: not valid JSON ({err})"
-    if not isinstance(manifest, dict) or manifest.get("kind") not in (BUILD_KIND, DEMO_KIND):
-        return None, None
+    kind = manifest.get("kind") if isinstance(manifest, dict) else None
+    if kind not in (BUILD_KIND, DEMO_KIND):
+        found = f"kind {kind!r}" if isinstance(manifest, dict) else f"a JSON {type(manifest).__name__}"
+        return None, (
+            f"UNKNOWN {MANIFEST}: not an mmr3 build manifest ({found}; `mmr3 build` writes kind {BUILD_KIND!r})"
+        )
+    shape = _manifest_shape_problem(manifest)
+    if shape:
+        return None, f"MALFORMED {MANIFEST}: {shape}"
     return manifest, None
+
+
+_SHARD_FIELDS = {"file": str, "sha256": str, "rows": int}  # and "bytes": int, in manifests since format 2
+
+
+def _manifest_shape_problem(manifest: dict) -> str | None:
+    """What in an mmr3 manifest's `tasks` is not of the type `mmr3 build` writes, or None."""
+
+    def kind_of(value) -> str:
+        return "null" if value is None else type(value).__name__
+
+    tasks = manifest.get("tasks")
+    if not isinstance(tasks, dict):
+        return f"'tasks' is {kind_of(tasks)}, not a mapping of task -> split -> entry"
+    for task, splits in tasks.items():
+        if not isinstance(splits, dict):
+            return f"tasks.{task} is {kind_of(splits)}, not a mapping of split -> entry"
+        for split, entry in splits.items():
+            where = f"tasks.{task}.{split}"
+            if not isinstance(entry, dict):
+                return f"{where} is {kind_of(entry)}, not a mapping"
+            if manifest["kind"] == DEMO_KIND:
+                shards = [(where, entry)]
+            elif not isinstance(entry.get("shards"), list):
+                return f"{where}.shards is {kind_of(entry.get('shards'))}, not a list"
+            else:
+                shards = [(f"{where}.shards[{i}]", s) for i, s in enumerate(entry["shards"])]
+            for at, shard in shards:
+                if not isinstance(shard, dict):
+                    return f"{at} is {kind_of(shard)}, not a mapping"
+                wanted = {**_SHARD_FIELDS, **({"bytes": int} if "bytes" in shard else {})}
+                for name, typ in wanted.items():
+                    value = shard.get(name)
+                    if not isinstance(value, typ) or isinstance(value, bool):
+                        return f"{at}.{name} is {value!r} ({kind_of(value)}), not {typ.__name__}"
+    return None
 
 
 def _listed_shards(manifest: dict, task: str, split: str) -> list[dict] | None:
@@ -439,18 +501,14 @@ class RowCheck:
         return "; ".join(parts)
 
 
-def check_rows(ds: datasets.Dataset, task: str | None = None) -> RowCheck:
+def check_rows(ds: datasets.Dataset, task: str | None = None, where: str = "") -> RowCheck:
     """Finds the rows a task cannot score faithfully.
 
     Dropped, each with its reason: no id, group or variant; an id seen before (the first row
     wins); no non-empty ground truth; a missing image or one that does not decode in full. A
     missing column or a row of another task is not a bad row but a wrong dataset: DataSchemaError.
     """
-    missing = [c for c in schema.COLUMNS if c not in ds.column_names]
-    if missing:
-        raise DataSchemaError(
-            f"dataset lacks the MM-R³ columns {missing}; rebuild it with `mmr3 build` (schema: mmr3_tasks.schema)"
-        )
+    require_columns(ds)
     keys = ["id", "group_id", "variant", "variant_index"]
     raw = ds.select_columns([*keys, "task", "image", "answers"]).cast_column("image", datasets.Image(decode=False))
     check = RowCheck()
@@ -461,7 +519,11 @@ def check_rows(ds: datasets.Dataset, task: str | None = None) -> RowCheck:
             check.drop("without an id, group or variant", str(row_id))
             continue
         if task is not None and row["task"] != task:
-            raise DataSchemaError(f"row {row_id!r} belongs to task {row['task']!r}, not {task!r}: wrong data folder?")
+            at = f" in the {task} split at {where}" if where else ""
+            raise DataSchemaError(
+                f"row {row_id!r}{at} belongs to task {row['task']!r}, not {task!r}: a shard of another task in "
+                f"the {task}/ folder? Rebuild it with `mmr3 build`, or move that shard back"
+            )
         if row_id in seen:
             check.drop("duplicate id", row_id)
             continue

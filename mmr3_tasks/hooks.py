@@ -50,7 +50,7 @@ def load_docs(locator: datasets.Dataset) -> datasets.Dataset:
     task, source, protocol = spec["mmr3_task"], spec["data"], spec["protocol"]
     try:
         ds = data.load_demo(task) if source == "demo" else data.load_split(task, "test")
-        check = data.check_rows(ds, task)
+        check = data.check_rows(ds, task, where=str(data.DEMO_DIR) if source == "demo" else data.data_location())
     except (data.DataNotFoundError, data.DataSchemaError) as err:  # DataIntegrityError is a DataSchemaError
         raise MMR3SetupError(str(err)) from None
     # Every payload names the data it was scored on (results: `data_fingerprint`): the build, and

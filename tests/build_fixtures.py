@@ -20,9 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-# The research-use style models, never part of the repository (same place as conftest.STYLE_MODELS).
-ROOT = Path(__file__).resolve().parents[1]
-STYLE_MODELS = ROOT.parent / "shared" / "style-models"
+from tests.conftest import ROOT, STYLE_MODELS  # noqa: F401  (the research-use style models: see conftest)
 
 LONG_Q = "In this picture taken outdoors, what is the object number {i} that the person is looking at?"
 SHORT_Q = "What is object {i}?"
@@ -266,6 +264,7 @@ class ChatServer:
         faults: prompt substring -> list of faults for its first attempts, in order: "429", "500",
             "malformed", "slow" (sleeps `slow_s`, past the client's timeout), "empty-choices".
         log: every request's prompt, in arrival order; in_flight / max_in_flight: concurrency seen.
+        authorizations: every request's Authorization header (None when it sent none).
         gather: hold the answers until this many requests are in flight at once (at most 10 s), so
             that a client's concurrency shows in max_in_flight however loaded the machine is.
     """
@@ -286,6 +285,7 @@ class ChatServer:
         self.slow_s = slow_s
         self.faults: dict[str, list[str]] = {}
         self.log: list[str] = []
+        self.authorizations: list[str | None] = []
         self.statuses: Counter = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
@@ -317,6 +317,7 @@ class ChatServer:
                 length = int(self.headers.get("Content-Length", 0))
                 payload = json.loads(self.rfile.read(length) or b"{}")
                 with server._lock:
+                    server.authorizations.append(self.headers.get("Authorization"))
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     if server.in_flight >= server.gather:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import build_fixtures as fx  # noqa: E402
 
 from mmr3_tasks import data, schema  # noqa: E402
-from mmr3_tasks.builder import pipeline  # noqa: E402
+from mmr3_tasks.builder import pipeline, shards  # noqa: E402
 from mmr3_tasks.builder.config import BuildConfig, ConfigError, SourceLocations  # noqa: E402
 from mmr3_tasks.builder.images import sha256_bytes, sha256_file  # noqa: E402
 from mmr3_tasks.builder.rephrase import GeneratorConfig  # noqa: E402
@@ -543,8 +543,8 @@ def test_build_config_is_written_with_the_first_shard(env, tmp_path, monkeypatch
             raise OSError("disk full")
         return real(rows, path)
 
-    real = pipeline.write_parquet_atomic
-    monkeypatch.setattr(pipeline, "write_parquet_atomic", fail_on_second)
+    real = shards.write_parquet_atomic
+    monkeypatch.setattr(shards, "write_parquet_atomic", fail_on_second)
     config = _config(env, out, tasks=["context"])
     with pytest.raises(OSError, match="disk full"):
         pipeline.build(config)

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import build_fixtures as fx  # noqa: E402
 
 from mmr3_tasks.builder import labels, sources  # noqa: E402
-from mmr3_tasks.builder.pipeline import allocate, order_by_image, split_candidates  # noqa: E402
+from mmr3_tasks.builder.selection import allocate, order_by_image, split_candidates  # noqa: E402
 
 
 def test_okvqa_official_format(tmp_path):
@@ -273,6 +273,7 @@ INFOVQA = "infographicsVQA_val_v1.0.json"
     [
         # Each was a KeyError or TypeError traceback before: the message now names file, key and entry.
         (fx.make_coco, sources.coco, COCO_VAL, _drop("categories"), "instances_val2017.json: no 'categories' list"),
+        (fx.make_coco, sources.coco, COCO_VAL, lambda c: {**c, "categories": 5}, "'categories' is 5 (int), not a list"),
         (fx.make_coco, sources.coco, COCO_VAL, _drop("images"), "no 'images' list (its keys are ['annotations', "),
         (fx.make_coco, sources.coco, COCO_VAL, _in_first("images", "width", delete=True), "images[0] lacks the key"),
         (fx.make_coco, sources.coco, COCO_VAL, _in_first("images", "width", 0), "image 1000 has size 0x72"),
@@ -305,6 +306,7 @@ INFOVQA = "infographicsVQA_val_v1.0.json"
     ],
     ids=[
         "coco-no-categories",
+        "coco-categories-a-number",
         "coco-no-images",
         "coco-image-without-width",
         "coco-image-of-width-0",
@@ -371,5 +373,22 @@ def test_mmr3_build_names_annotations_without_categories_in_one_line(tmp_path, c
     code = main(["build", "--out", str(out), "--tasks", "context", "--coco", str(tmp_path / "coco"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1, err
-    assert err[0].startswith("mmr3 build: error: ") and f"{tmp_path / 'coco' / COCO_VAL}: no 'categories' list" in err[0]
+    assert (
+        err[0].startswith("mmr3 build: error: ") and f"{tmp_path / 'coco' / COCO_VAL}: no 'categories' list" in err[0]
+    )
     assert not (out / "build_config.json").exists()
+
+
+def test_mmr3_build_with_no_usable_group_fails_naming_why(tmp_path, capsys):
+    """Every COCO object of an unknown category: 0 groups is an error (exit 1), not an empty build."""
+    from mmr3_tasks.cli import main
+
+    fx.make_coco(tmp_path / "coco")
+    for split in ("val", "train"):
+        path = tmp_path / "coco" / f"annotations/instances_{split}2017.json"
+        _edit_json(path, lambda c: {**c, "annotations": [{**a, "category_id": 999} for a in c["annotations"]]})
+    out = tmp_path / "out"
+    code = main(["build", "--out", str(out), "--tasks", "context", "--coco", str(tmp_path / "coco"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1].startswith("mmr3 build: error: context test: none of the"), err
+    assert "groups asked for could be made from the sources" in err[-1] and "docs/data.md#bad-sources" in err[-1]

@@ -111,9 +111,16 @@ def test_unusable_sizes_are_refused(onnx_models, height, width, message):
         onnx_models["mosaic"].stylize(_batch(1, height, width))
 
 
-def test_patch_refuses_other_files():
-    with pytest.raises(OnnxPatchError):
-        make_size_free(b"\x08\x03\x12\x04test")  # a valid protobuf without a graph
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (b"\x08\x03\x12\x04test", "no graph"),  # a valid protobuf without a graph
+        (b"\x0a\x05ab", "is this really an ONNX file"),  # a truncated one
+    ],
+)
+def test_patch_refuses_other_files(data, message):
+    with pytest.raises(OnnxPatchError, match=message):
+        make_size_free(data)
 
 
 @needs_models

@@ -123,7 +123,7 @@ def test_paired_bootstrap_matches_the_documented_procedure():
 
 
 def scores(acc, con, fingerprint="build:aaaa", groups=10):
-    return {"acc": acc, "s_gt": acc + 1, "con": con, "s_c": con + 1, "data_fingerprint": fingerprint, "groups": groups}
+    return {"acc": acc, "s_gt": acc - 1, "con": con, "s_c": con - 1, "data_fingerprint": fingerprint, "groups": groups}
 
 
 def test_adapter_and_lora_runs_pair_with_their_base_automatically(tmp_path):

@@ -59,6 +59,8 @@ def test_check_rows_refuses_a_wrong_dataset():
     rows = mmr3_rows.group("restyle", "g1", ["kitchen"])
     with pytest.raises(data.DataSchemaError, match="belongs to task 'restyle', not 'context'"):
         data.check_rows(mmr3_rows.dataset(rows), "context")
+    with pytest.raises(data.DataSchemaError, match="'g1/candy' in the context split at /data belongs to task"):
+        data.check_rows(mmr3_rows.dataset(rows), "context", where="/data")
     with pytest.raises(data.DataSchemaError, match="lacks the MM-R³ columns"):
         data.check_rows(mmr3_rows.dataset(rows).remove_columns(["group_id"]), "restyle")
 
@@ -75,6 +77,7 @@ def test_load_docs_swaps_the_locator_for_the_rows(tmp_path, monkeypatch, caplog)
     assert ds[0][hooks.DATA_COLUMN].startswith("files:")  # no manifest.json in this hand-made build
     (tmp_path / "manifest.json").write_text("{}")
     assert data.fingerprint("benchmark", str(tmp_path)) == "build:44136fa355b3678a"  # sha256 of "{}"
+    (tmp_path / "manifest.json").unlink()  # "{}" is no mmr3 manifest: a load would refuse the folder
     assert data.fingerprint("demo").startswith("demo:")
     assert "dropped 1 with a missing or unreadable image (g2/m1)" in caplog.text
     sampled = hooks.load_docs(locator("context", protocol="sampling"))

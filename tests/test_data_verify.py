@@ -195,9 +195,8 @@ def test_an_unreadable_manifest_stops_the_load(tmp_path):
         data.load_split("context", location=str(tmp_path))
 
 
-def test_a_folder_without_an_mmr3_manifest_has_its_footers_read(tmp_path):
+def test_a_folder_without_a_manifest_has_its_footers_read(tmp_path):
     mmr3_rows.write_build(tmp_path, "context", mmr3_rows.group("context", "g1", ["cat"]))
-    (tmp_path / "manifest.json").write_text("{}")  # not an mmr3 manifest: not verified against
     check = data.verify_split(tmp_path, "context", "test")
     assert check.ok and check.status() == "1 shard, 3 rows, parquet footers read (no manifest.json to verify against)"
     path = tmp_path / SHARD
@@ -205,6 +204,59 @@ def test_a_folder_without_an_mmr3_manifest_has_its_footers_read(tmp_path):
     with pytest.raises(data.DataIntegrityError) as err:
         data.load_split("context", location=str(tmp_path))
     assert f"has a damaged shard: TRUNCATED shard {SHARD}" in str(err.value)
+
+
+def _edit_manifest(root: Path, edit) -> None:
+    path = root / "manifest.json"
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+
+
+@pytest.mark.parametrize(
+    "edit, problem",
+    [
+        # Each used to turn verification off (and keep the fingerprint), or crash the loader.
+        (lambda m: {}, "UNKNOWN manifest.json: not an mmr3 build manifest (kind None;"),
+        (lambda m: [m], "UNKNOWN manifest.json: not an mmr3 build manifest (a JSON list;"),
+        (lambda m: {**m, "kind": "x"}, "UNKNOWN manifest.json: not an mmr3 build manifest (kind 'x';"),
+        (lambda m: {**m, "tasks": [1]}, "MALFORMED manifest.json: 'tasks' is list, not a mapping"),
+        (lambda m: {**m, "tasks": {**m["tasks"], "context": 5}}, "tasks.context is int, not a mapping"),
+        (
+            lambda m: {**m, "tasks": {**m["tasks"], "context": {**m["tasks"]["context"], "test": {"shards": 5}}}},
+            "tasks.context.test.shards is int, not a list",
+        ),
+        (
+            lambda m: {**m, "tasks": {**m["tasks"], "context": {"test": {"shards": [{**m_shard(m), "rows": "30"}]}}}},
+            "tasks.context.test.shards[0].rows is '30' (str), not int",
+        ),
+        (
+            lambda m: {**m, "tasks": {**m["tasks"], "context": {"test": {"shards": [{**m_shard(m), "bytes": "1"}]}}}},
+            "tasks.context.test.shards[0].bytes is '1' (str), not int",
+        ),
+    ],
+    ids=["empty", "a-list", "other-kind", "tasks-a-list", "task-a-number", "shards-a-number", "rows-a-string",
+         "bytes-a-string"],
+)  # fmt: skip
+def test_a_manifest_of_another_kind_or_shape_stops_the_load(tmp_path, edit, problem):
+    three_shard_build(tmp_path)
+    _edit_manifest(tmp_path, edit)
+    check = data.verify_split(tmp_path, "context", "test")
+    assert not check.ok and problem in check.problems[0], check.problems
+    with pytest.raises(data.DataIntegrityError, match=re.escape(problem)):
+        data.load_split("context", location=str(tmp_path))
+
+
+def m_shard(manifest: dict) -> dict:
+    return manifest["tasks"]["context"]["test"]["shards"][0]
+
+
+def test_a_data_location_that_is_a_file_says_so(tmp_path, monkeypatch):
+    path = tmp_path / "answers.jsonl"
+    path.write_text("{}")
+    monkeypatch.setenv(data.DATA_ENV, str(path))
+    with pytest.raises(data.DataNotFoundError, match=re.escape(f"{path} [from $MMR3_DATA] is a file, not a build")):
+        data.load_split("context")
+    monkeypatch.setenv(data.DATA_ENV, "  ")
+    assert data.data_origin() == "the default ($MMR3_DATA is set but blank)"
 
 
 def test_a_shard_whose_pages_do_not_read_is_named_not_a_pyarrow_traceback(demo_copy):

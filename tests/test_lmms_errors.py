@@ -157,6 +157,23 @@ def test_too_few_responses_for_a_repeated_query_names_the_line(tmp_path):
         lm.generate_until([sampled, sampled, sampled])
 
 
+def test_responses_no_query_read_are_counted_in_a_warning(tmp_path, caplog):
+    """Found in review: an All task reads the first of a "responses" list; the rest went unnoticed."""
+    path = write(
+        tmp_path / "r.jsonl", [{"id": "a", "responses": ["zzz wrong", "orange", "x"]}, {"id": "b", "response": "y"}]
+    )
+    lm = replay(path, ["a", "b"])
+    assert lm.generate_until([request(0), request(1)]) == ["zzz wrong", "y"]
+    assert lm.partly_read() == [(None, "a")]
+    with caplog.at_level(logging.WARNING, logger="mmr3"):
+        lm.clean()
+    assert f"1 lines of {path} hold more responses than any query read, so only the first ones" in caplog.text
+    lm = replay(path, ["a", "b"])
+    sampled = request(0)
+    assert lm.generate_until([sampled, sampled, sampled, request(1)]) == ["zzz wrong", "orange", "x", "y"]
+    assert lm.partly_read() == []  # the Sampling task read all three
+
+
 def test_lines_no_query_asked_for_are_counted_in_a_warning(tmp_path, caplog):
     lines = [{"id": i, "response": i} for i in ("a", "b", "c")] + [{"id": "a", "task": "other", "response": "z"}]
     lm = replay(write(tmp_path / "r.jsonl", lines), ["a", "b", "c"])

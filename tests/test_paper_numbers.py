@@ -1,4 +1,4 @@
-"""The transcribed paper numbers (mmr3_tasks/paper.py) against the paper's own internal cross-checks.
+"""The transcribed paper numbers (mmr3_tasks/paper/: one CSV per table) against the paper's own internal cross-checks.
 
 Each cross-check ties one table to another (or to a number quoted in the text), so a typo in either place
 fails a test. Known inconsistencies of the paper itself are pinned here, with the printed values kept.

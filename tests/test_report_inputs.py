@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mmr3_tasks import cli, hooks, report
+from mmr3_tasks import cli, embedding, hooks, report
 from mmr3_tasks.errors import MMR3Error
 from tests.report_fixtures import DEMO_TASK, mmr3, replay_demo_run, write_run
 
@@ -300,7 +300,7 @@ def test_report_flags_an_unusable_samples_file_and_still_compares(tmp_path):
 
 def test_a_samples_file_of_another_task_is_not_paired(tmp_path, capsys, monkeypatch):
     bad = write_paired(tmp_path, other_task="restyle")  # named for mmr3_rephrase, holding mmr3_restyle's samples
-    monkeypatch.setattr(report.embedding, "get_embedder", lambda *a: pytest.fail("embedded before checking"))
+    monkeypatch.setattr(embedding, "get_embedder", lambda *a: pytest.fail("embedded before checking"))
     assert cli.main(["report", str(tmp_path), "--no-paper"]) == 1
     assert capsys.readouterr().err.splitlines() == [
         f"mmr3 report: error: {bad}: holds samples of mmr3_restyle, but sits next to its results file as the samples "
@@ -381,9 +381,13 @@ def test_three_runs_get_as_much_as_tells_them_apart(tmp_path):
     ]
 
 
-def test_the_same_folder_twice_is_two_runs(tmp_path):
+def test_one_file_given_twice_is_one_run(tmp_path, caplog):
+    """Found in review: a folder twice, or a file and its folder, showed one run as two rows [#1], [#2]."""
     results_file(tmp_path, "a")
-    assert [r.label for r in report.load_runs([str(tmp_path), str(tmp_path)])] == [f"{L} [#1]", f"{L} [#2]"]
+    path = tmp_path / "a_results.json"
+    assert [r.label for r in report.load_runs([str(tmp_path), str(tmp_path)])] == [L]
+    assert [r.label for r in report.load_runs([str(path), str(tmp_path)])] == [L]
+    assert f"{path} is given again (first under {path})" in caplog.text
 
 
 def test_auto_pairing_prefers_the_base_with_the_same_limit(tmp_path):
@@ -549,3 +553,31 @@ def test_cli_main_in_process_gives_the_same_one_line_error(tmp_path, capsys):
     (tmp_path / "a_results.json").write_text("{")
     assert cli.main(["report", str(tmp_path / "a_results.json")]) == 1
     assert capsys.readouterr().err.startswith(f"mmr3 report: error: {tmp_path / 'a_results.json'}:1: truncated JSON")
+
+
+@pytest.mark.parametrize(
+    "key, value, problem",
+    [
+        # Found in review: each was printed as a number (250.00, nan, inf, -5) with exit 0.
+        ("acc,none", 250.0, "not a number in [0, 100]"),
+        ("acc,none", "100", "not a number in [0, 100]"),
+        ("con,none", -5, "not a number in [0, 100]"),
+        ("s_c,none", float("inf"), "not a number in [-100, 100]"),
+        ("s_gt,none", float("nan"), "not a number in [-100, 100]"),
+        ("acc_ci95,none", [60.0], "not an interval [low, high]"),
+        ("responses,none", 2.5, "not a count"),
+        ("data_fingerprint,none", 5, "not a string"),
+    ],
+)
+def test_a_metric_value_an_mmr3_task_never_writes_is_a_bad_input(tmp_path, capsys, key, value, problem):
+    write_run(tmp_path / "bad", "pretrained=/ckpt/llava", {"mmr3_rephrase": {"acc": 50.0}})
+    path = tmp_path / "bad" / "20250101_000000_results.json"
+    results = json.loads(path.read_text())
+    results["results"]["mmr3_rephrase"][key] = value
+    path.write_text(json.dumps(results))
+    write_run(tmp_path / "good", "pretrained=/ckpt/other", {"mmr3_rephrase": {"acc": 50.0, "s_gt": -3.0}})
+    code = cli.main(["report", str(tmp_path / "bad"), str(tmp_path / "good")])
+    out, err = capsys.readouterr()
+    assert code == 1 and "50.00" in out, out  # the good run is still reported
+    [line] = [e for e in err.splitlines() if e.strip()]
+    assert line.startswith(f"mmr3 report: error: {path}: results['mmr3_rephrase'][{key!r}]") and problem in line, err

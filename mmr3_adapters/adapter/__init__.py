@@ -8,7 +8,12 @@
 - `data`: training rows from the train splits, held-out groups, the step plan.
 - `train`: the training loop (`mmr3 train-adapter`, `cli`).
 
-docs/adapter.md describes all of it, and which settings are the paper's.
+docs/adapter.md describes all of it, and which settings are the paper's; docs/paper.md maps the
+paper's §5 to it.
+
+Imports: torch, safetensors, accelerate (training), PEFT (LoRA only), `mmr3_adapters.models` and
+mmr3_tasks (the train splits, atomic writes, errors); never lmms_eval. `mmr3_adapters.lmms_models`
+puts a trained adapter on a wrapper at evaluation.
 """
 
 from mmr3_adapters.adapter.checkpoint import AdapterCheckpointError, load_adapter, save_adapter

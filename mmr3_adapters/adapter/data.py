@@ -77,7 +77,7 @@ class TrainingData:
         self.heldout: list[Row] = []
         for task in tasks:
             ds = data.load_split(task, "train", given)
-            check = data.check_rows(ds, task)
+            check = data.check_rows(ds, task, where=self.location)
             if check.dropped:
                 logger.warning("mmr3 train-adapter: %s train split: dropped %s", task, check.summary())
             if not check.kept:

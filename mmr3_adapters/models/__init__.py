@@ -1,11 +1,15 @@
 """The model wrappers: batched BLIP-2 and LLaVA-1.5 generation (and training forwards) on Hugging
-Face transformers. No lmms-eval import; `mmr3_adapters.lmms_models` registers them with lmms-eval.
+Face transformers. `mmr3_adapters.lmms_models` registers them with lmms-eval; docs/models.md
+describes them.
 
 - `base`: the three steps every batch goes through, and the training forward.
 - `llava`, `blip2`: the two families. `old_checkpoints`: repairs for old local copies.
 - `generation`: decoding settings and batch planning (pure Python). `prompts`: the prompt formats.
 - `placement`: devices under `accelerate launch`. `tiny`: tiny random checkpoints, built offline.
 - `pretrained`: the check of a `pretrained` value (a local folder or a hub id) before it loads.
+
+Imports: torch, transformers and `mmr3_tasks.errors`; never lmms_eval, nor `mmr3_adapters.adapter`,
+which builds on these wrappers (`mmr3_adapters.lmms_models` puts a trained adapter on them).
 """
 
 from mmr3_adapters.models.base import (
@@ -20,7 +24,7 @@ from mmr3_adapters.models.base import (
     resolve_dtype,
 )
 from mmr3_adapters.models.blip2 import Blip2Generator
-from mmr3_adapters.models.llava import IMAGE_ASPECTS, LlavaGenerator, pad_to_square
+from mmr3_adapters.models.llava import IMAGE_ASPECTS, LlavaGenerator, check_image_aspect, pad_to_square
 from mmr3_adapters.models.placement import Placement, resolve_placement
 
 FAMILIES: dict[str, type[VisionLanguageGenerator]] = {"blip2": Blip2Generator, "llava": LlavaGenerator}
@@ -38,6 +42,7 @@ __all__ = [
     "Sample",
     "TrainingBatch",
     "VisionLanguageGenerator",
+    "check_image_aspect",
     "generation_positions",
     "pad_to_square",
     "resolve_dtype",

@@ -7,6 +7,7 @@ answers go back in request order. `until` stop strings cut the decoded text.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,7 +74,7 @@ class GenerationSettings:
             raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         temperature = kw.get("temperature")
         if temperature is not None:
-            temperature = float(temperature)
+            temperature = _as_float("temperature", temperature)
             if temperature < 0:
                 raise ValueError(f"temperature must be >= 0, got {temperature}")
         do_sample = _as_bool("do_sample", kw.get("do_sample", False))
@@ -85,7 +86,7 @@ class GenerationSettings:
         do_sample = do_sample or (temperature is not None and temperature > 0)
         top_p = kw.get("top_p")
         if top_p is not None:
-            top_p = float(top_p)
+            top_p = _as_float("top_p", top_p)
             if not 0 < top_p <= 1:
                 raise ValueError(f"top_p must be in (0, 1], got {top_p}")
         num_beams = kw.get("num_beams")
@@ -120,6 +121,17 @@ class GenerationSettings:
             out.update(temperature=None, top_p=None, top_k=None)
         out.update(dict(self.extra))
         return out
+
+
+def _as_float(name: str, value: Any) -> float:
+    """A number setting from the YAML or `--gen_kwargs` (lmms-eval passes strings it could not parse)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise ValueError(f"{name} must be a number, got {value!r} (e.g. --gen_kwargs {name}=0.7)")
+    return number
 
 
 def _as_bool(name: str, value: Any) -> bool:

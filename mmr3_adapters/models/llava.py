@@ -15,6 +15,19 @@ from mmr3_adapters.models.old_checkpoints import complete_llava_processor
 IMAGE_ASPECTS = ("pad", "crop")
 
 
+def check_image_aspect(image_aspect: str) -> None:
+    """ValueError unless `image_aspect` is one of IMAGE_ASPECTS: the one check and message of it.
+
+    `mmr3_llava` calls it before loading the model, LlavaGenerator when it is built directly.
+    """
+    if image_aspect not in IMAGE_ASPECTS:
+        raise ValueError(
+            f"image_aspect must be 'pad' or 'crop', got {image_aspect!r}: 'pad' squares each image with the "
+            "processor's mean colour first (LLaVA-1.5's own evaluation), 'crop' leaves it to the processor's "
+            "centre crop (llava-hf's processor, lmms-eval's llava_hf); see docs/models.md"
+        )
+
+
 def pad_to_square(image: Any, colour: tuple[int, ...]) -> Any:
     """`image` (PIL) centred on a square of `colour`, its longer side long: nothing is cut off.
 
@@ -49,12 +62,7 @@ class LlavaGenerator(VisionLanguageGenerator):
     def __init__(
         self, model: torch.nn.Module, processor: Any, use_chat_template: bool = True, image_aspect: str = "pad"
     ) -> None:
-        if image_aspect not in IMAGE_ASPECTS:
-            raise ValueError(
-                f"image_aspect must be 'pad' or 'crop', got {image_aspect!r}: 'pad' squares each image with the "
-                "processor's mean colour first (LLaVA-1.5's own evaluation), 'crop' leaves it to the processor's "
-                "centre crop (llava-hf's processor, lmms-eval's llava_hf)"
-            )
+        check_image_aspect(image_aspect)
         complete_llava_processor(processor, model.config)
         super().__init__(model, processor)
         template = getattr(processor, "chat_template", None) if use_chat_template else None

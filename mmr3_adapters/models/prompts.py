@@ -1,6 +1,7 @@
 """The prompt formats each checkpoint family expects: one place, named constants, pure functions.
 
-docs/models.md shows the same formats with examples; tests/test_models_prompts.py pins them.
+docs/models.md shows the same formats with examples; tests/test_models_settings.py pins them
+(its "prompt formats" part), tests/test_models_generation.py checks that the wrappers send them.
 
 - BLIP-2 (OPT and Flan-T5): `BLIP2_PROMPT`, the BLIP-2 paper's zero-shot VQA prompt for OPT (the
   MM-R³ paper gives none; `prompt=` overrides it). The processor prepends the Q-Former's query

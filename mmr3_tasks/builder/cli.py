@@ -181,7 +181,9 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _run_full(args: argparse.Namespace) -> int:
-    from mmr3_tasks.builder.pipeline import build, push_to_hub, summary
+    from mmr3_tasks.builder.build_report import summary
+    from mmr3_tasks.builder.hub import push_to_hub
+    from mmr3_tasks.builder.pipeline import build
 
     config = config_from_args(args)
     report = build(config)

@@ -24,7 +24,7 @@ from mmr3_tasks.builder import images as imgs
 from mmr3_tasks.builder import masks
 from mmr3_tasks.builder.atomic import write_text_atomic
 from mmr3_tasks.builder.config import SPLITS
-from mmr3_tasks.builder.pipeline import shard_name
+from mmr3_tasks.builder.manifest import DEMO_PACKAGES, software_versions
 from mmr3_tasks.builder.render import (
     ContextItem,
     ImagePolicy,
@@ -37,6 +37,7 @@ from mmr3_tasks.builder.render import (
     render_restyle,
 )
 from mmr3_tasks.builder.rows import group_rows, image_hashes, write_parquet_atomic
+from mmr3_tasks.builder.shards import shard_name
 from mmr3_tasks.builder.styles import StyleModelSpec, load_style_models
 from mmr3_tasks.errors import MMR3Error
 
@@ -221,7 +222,7 @@ def build_demo(config: DemoConfig) -> dict:
         "settings": {"max_side": config.max_side, "jpeg_quality": config.jpeg_quality},
         "content_sha256": imgs.sha256_file(content.path),
         "mask_rendering": "k horizontal stripes of the shape (masks.py)",
-        "software": _software_versions(),
+        "software": software_versions(DEMO_PACKAGES),
         "tasks": {},
     }
     models: dict | None = None
@@ -276,18 +277,6 @@ def _render_split(content: DemoContent, task: str, split: str, config: DemoConfi
                 check_context_group(item.group_id, group, *im.size)
             rows += group
     return rows
-
-
-def _software_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for package in ("pillow", "numpy", "onnxruntime", "pyarrow", "scikit-image", "scikit-learn", "matplotlib"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = "absent"
-    return out
 
 
 def demo_readme(content: DemoContent, manifest: dict, config: DemoConfig) -> str:

@@ -5,11 +5,12 @@ The paper asked GPT-3.5 (its §3.1), with the ground-truth answer in the prompt:
     I have a question: <Question> Please give me three different types of rephrased questions to
     which the answer would be <Answer>.
 
-Backends: any OpenAI-compatible chat endpoint (`OpenAIChat`: several requests in flight, retries
-with backoff on 429, 5xx, timeouts and malformed replies, an immediate clear error on 401/403/404),
-and a local `transformers` causal LM (`LocalHF`). Every reply is appended to the cache the moment it
-arrives, so a killed build never pays for the same request twice. Unusable replies (fewer than 3
-questions, duplicates, empty) are rejected and counted, never written.
+Backends: any OpenAI-compatible chat endpoint through the `openai` client (`OpenAIChat`: several
+requests in flight, retries with backoff on 429, 5xx, timeouts and malformed replies, an immediate
+clear error on 401/403/404), and a local `transformers` causal LM (`LocalHF`). Every reply is
+appended to the cache the moment it arrives, so a killed build never pays for the same request
+twice. Unusable replies (fewer than 3 questions, duplicates, empty) are rejected and counted, never
+written.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -65,9 +65,10 @@ class GeneratorConfig:
         temperature: sampling temperature; the paper does not give GPT-3.5's, 1.0 is the API default.
         max_tokens: reply length cap.
         timeout_s: per-request timeout (openai).
-        max_retries: retries of one request on 429 / 5xx / timeouts / malformed replies.
-        backoff_s: first retry's wait; it doubles per retry (capped at 30 s, jittered), unless the
-            server sends Retry-After.
+        max_retries: retries of one request on 429 / 5xx / timeouts / malformed replies, all told.
+        backoff_s: wait before retrying a malformed reply; it doubles per retry (capped at 30 s).
+            HTTP errors and timeouts wait as the openai client decides (0.5 s doubling to 8 s, or
+            the server's Retry-After).
         batch_size: prompts per generate() call (transformers).
         device: "auto", "cpu" or "cuda" (transformers).
     """
@@ -202,9 +203,17 @@ OnReply = Callable[[str, str], None]  # (request id, reply text)
 
 
 class OpenAIChat:
-    """An OpenAI-compatible `/chat/completions` endpoint, `concurrency` requests in flight."""
+    """An OpenAI-compatible `/chat/completions` endpoint through the `openai` client, `concurrency`
+    requests in flight.
 
-    RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+    The client retries 429, 408, 409, 5xx, timeouts and dropped connections with its own backoff
+    (0.5 s doubling to 8 s, jittered, or the server's Retry-After up to 2 min). A 200 whose body is
+    not a chat completion with a text message is retried here, `backoff_s` doubling: the client
+    does not check replies. Both kinds share one budget, `max_retries` per request. `retries`
+    counts every retried HTTP request of the replies received (the client's `retries_taken` plus
+    ours), for the build summary.
+    """
+
     FATAL_STATUS = {
         401: "the API key was refused (HTTP 401): set ${env} to a valid key",
         403: "the API key may not use this model or endpoint (HTTP 403): check ${env} and --rephrase-model",
@@ -219,7 +228,7 @@ class OpenAIChat:
             raise GeneratorError(
                 f"no API key: set ${config.api_key_env} (or pass --api-key-env NAME) to call {self.base_url}"
             )
-        self.retries = 0  # total retried requests, for the report
+        self.retries = 0  # retried HTTP requests, for the report
 
     def generate(self, requests: Sequence[tuple[str, str]], on_reply: OnReply, progress=None) -> None:
         """Sends every (id, prompt); calls on_reply(id, text) as each reply arrives."""
@@ -227,15 +236,16 @@ class OpenAIChat:
             asyncio.run(self._run(requests, on_reply, progress))
 
     async def _run(self, requests, on_reply: OnReply, progress) -> None:
-        import httpx
+        import openai
 
-        limits = httpx.Limits(
-            max_connections=self.config.concurrency, max_keepalive_connections=self.config.concurrency
-        )
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         semaphore = asyncio.Semaphore(self.config.concurrency)
-        async with httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, limits=limits, timeout=self.config.timeout_s
+        # A local server may need no key: the client insists on one, so it gets a placeholder and
+        # each request drops the Authorization header (see _complete).
+        async with openai.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=self.api_key or "no-key",
+            timeout=self.config.timeout_s,
+            max_retries=self.config.max_retries,
         ) as client:
 
             async def one(request_id: str, prompt: str) -> None:
@@ -254,66 +264,62 @@ class OpenAIChat:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _complete(self, client, prompt: str) -> str:
-        import httpx
+        import openai
 
-        body = {
-            "model": self.config.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "temperature": self.config.temperature,
-            "max_tokens": self.config.max_tokens,
-        }
-        last = ""
-        for attempt in range(self.config.max_retries + 1):
-            if attempt:
-                self.retries += 1
-            delay = None
+        headers = {} if self.api_key else {"Authorization": openai.Omit()}
+        used = 0  # retries spent on this prompt, the client's and ours
+        while True:
+            chat = client.with_options(max_retries=self.config.max_retries - used).chat.completions
             try:
-                resp = await client.post("/chat/completions", json=body)
-            except (httpx.TimeoutException, httpx.TransportError) as err:
-                last = f"{type(err).__name__}: {err}"
-            else:
-                status = resp.status_code
-                if status in self.FATAL_STATUS:
-                    raise GeneratorError(
-                        self.FATAL_STATUS[status]
-                        .replace("${env}", "$" + self.config.api_key_env)
-                        .format(url=str(resp.request.url), model=self.config.model)
-                        + f"; server said: {resp.text[:300]}"
-                    )
-                if status == 200:
-                    try:
-                        content = resp.json()["choices"][0]["message"]["content"]
-                        if not isinstance(content, str):
-                            raise TypeError(f"content is {type(content).__name__}")
-                        return content
-                    except (ValueError, KeyError, IndexError, TypeError) as err:
-                        last = f"malformed reply ({type(err).__name__}: {err}): {resp.text[:200]!r}"
-                elif status in self.RETRY_STATUS:
-                    last = f"HTTP {status}: {resp.text[:200]}"
-                    delay = _retry_after(resp.headers.get("retry-after"))
-                else:
-                    raise GeneratorError(
-                        f"the endpoint answered HTTP {status} to a chat request: {resp.text[:300]} "
-                        f"(model {self.config.model!r} at {self.base_url})"
-                    )
-            if attempt < self.config.max_retries:
-                backoff = min(30.0, self.config.backoff_s * 2**attempt) * (
-                    0.5 + random.random()
-                )  # jitter only paces retries
-                await asyncio.sleep(delay if delay is not None else backoff)
-        raise GeneratorError(
-            f"gave up after {self.config.max_retries + 1} attempts at {self.base_url}: {last}. "
-            "Replies received so far are cached; run the same command again to go on."
+                raw = await chat.with_raw_response.create(
+                    model=self.config.model,
+                    messages=[{"role": "user", "content": prompt}],
+                    temperature=self.config.temperature,
+                    max_tokens=self.config.max_tokens,
+                    extra_headers=headers,
+                )
+            except openai.APIStatusError as err:
+                raise self._status_error(err, used) from err
+            except openai.APIConnectionError as err:  # timeouts too, once the client's retries ran out
+                raise self._gave_up(f"{type(err).__name__}: {err}", used, err) from err
+            used += raw.retries_taken
+            self.retries += raw.retries_taken
+            try:
+                content = raw.parse().choices[0].message.content
+                if not isinstance(content, str):
+                    raise TypeError(f"content is {type(content).__name__}")
+                return content
+            except (ValueError, IndexError, TypeError, AttributeError) as err:
+                last = f"malformed reply ({type(err).__name__}: {err}): {raw.text[:200]!r}"
+            if used >= self.config.max_retries:
+                raise self._gave_up(last, used)
+            await asyncio.sleep(min(30.0, self.config.backoff_s * 2**used))
+            used += 1
+            self.retries += 1
+
+    def _status_error(self, err, used: int) -> GeneratorError:
+        status = err.status_code
+        if status in self.FATAL_STATUS:
+            message = self.FATAL_STATUS[status].replace("${env}", "$" + self.config.api_key_env)
+            message = message.format(url=str(err.request.url), model=self.config.model)
+            return GeneratorError(f"{message}; server said: {err.response.text[:300]}")
+        # The statuses the client retries (as openai's _should_retry): the budget ran out.
+        if status in (408, 409, 429) or status >= 500:
+            return self._gave_up(f"HTTP {status}: {err.response.text[:200]}", used, err)
+        return GeneratorError(
+            f"the endpoint answered HTTP {status} to a chat request: {err.response.text[:300]} "
+            f"(model {self.config.model!r} at {self.base_url})"
         )
 
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return min(60.0, max(0.0, float(value)))
-    except ValueError:
-        return None
+    def _gave_up(self, last: str, used: int, err=None) -> GeneratorError:
+        # The client numbers each try of a request in this header (openai >= 1.50); without it,
+        # the whole budget is assumed spent. It may stop early, e.g. on a Retry-After over 2 min.
+        tries = err.request.headers.get("x-stainless-retry-count") if err is not None else "0"
+        attempts = used + int(tries) + 1 if tries is not None else self.config.max_retries + 1
+        return GeneratorError(
+            f"gave up after {attempts} attempts at {self.base_url}: {last}. "
+            "Replies received so far are cached; run the same command again to go on."
+        )
 
 
 class LocalHF:

@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 
 NETWORK_STYLES = tuple(s for s in schema.STYLES if s != "grayscale")  # candy, mosaic, udnie
 
-# Johnson's instance-norm models as ONNX, in microsoft/Windows-Machine-Learning at a pinned commit
-# (../shared/style-models/README.md). Their metadata says: "Free for personal or research use".
+# Justin Johnson's own instance-norm models (github.com/jcjohnson/fast-neural-style) converted to
+# ONNX, as microsoft/Windows-Machine-Learning publishes them at a pinned commit. Licence: the
+# models' own metadata says "Free for personal or research use", so the project never ships them.
 JOHNSON_ONNX_URL = (
     "https://github.com/microsoft/Windows-Machine-Learning/raw/"
     "155b5eeb1f48b49235f31ef3a68db0bd8707ce89/Samples/StyleTransfer/Assets/"
