@@ -8,7 +8,7 @@ What lives here:
   baseline (docs/adapter.md);
 - `lmms_models`: the lmms-eval side, `mmr3_llava`, `mmr3_blip2` and `mmr3_replay`, registered
   through the `lmms_eval.models` entry point (docs/registration.md);
-- `demo`: `mmr3 demo`, the whole pipeline on the bundled demo set.
+- `demo_command`: `mmr3 demo`, the whole pipeline on the bundled demo set.
 
 Imports: mmr3_adapters may import mmr3_tasks (data, schema, errors, report), never the reverse.
 Only `lmms_models` imports lmms_eval; `models/` and `adapter/` work and test without it (`demo`

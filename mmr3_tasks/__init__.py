@@ -5,7 +5,7 @@ What lives here:
 - the tasks: `taskdefs` (every task, and the YAML of `tasks/` generated from it), `hooks` (the
   functions the YAMLs name), `lmms_plugin` (how lmms-eval finds `tasks/` with no flag);
 - the data: `schema` (the one row schema), `data` (where a build is, its manifest check, bad rows),
-  `imagecheck`, `builder/` (`mmr3 build`), `data/mini/` and `demo/` (the bundled demo set);
+  `imagecheck`, `builder/` (`mmr3 build`), `demo_set/` (the bundled demo set, built by `builder/demo_set.py`);
 - the scores: `metrics` (Acc, S_GT, Con, S_C and more; pure, no I/O), `embedding` (the sentence
   encoder), `paper/` (the paper's published numbers), `report/` (`mmr3 report`, `mmr3 score`);
 - the command: `cli` (`mmr3`, its subcommands come from entry points), `info_cli` (`mmr3 info`),

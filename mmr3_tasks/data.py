@@ -30,13 +30,13 @@ from mmr3_tasks.errors import MMR3Error
 
 DATA_ENV = "MMR3_DATA"
 PACKAGE_DIR = Path(__file__).resolve().parent
-DEMO_DIR = PACKAGE_DIR / "data" / "mini"
+DEMO_DIR = PACKAGE_DIR / "demo_set"
 DEMO_SPLITS = ("test", "train")  # train: for the consistency adapter; disjoint from test by group
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 MANIFEST = "manifest.json"
 BUILD_KIND = "mmr3-benchmark"  # builder.pipeline's manifest
-DEMO_KIND = "mmr3-demo"  # builder.demo's manifest
+DEMO_KIND = "mmr3-demo"  # builder.demo_set's manifest
 # What `mmr3 build` leaves beside the shards (builder.pipeline.CONFIG, .STATE_DIR), named here so
 # that reading a build never imports the builder.
 BUILD_CONFIG = "build_config.json"
@@ -248,7 +248,7 @@ class SplitCheck:
             if self.kind == DEMO_KIND and self.root.resolve() == DEMO_DIR.resolve():
                 fixes.append(
                     "the bundled demo set is damaged: reinstall lmms-eval-mmr3 "
-                    "(in a source checkout: `git checkout -- mmr3_tasks/data/mini`)"
+                    "(in a source checkout: `git checkout -- mmr3_tasks/demo_set`)"
                 )
             elif self.kind == DEMO_KIND:
                 fixes.append(f"copy the demo set again from {DEMO_DIR}")

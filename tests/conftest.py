@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mmr3_adapters.demo import lmms_eval_executable as lmms_eval_bin
+from mmr3_adapters.demo_command import lmms_eval_executable as lmms_eval_bin
 
 ROOT = Path(__file__).resolve().parents[1]
 # Johnson's candy / mosaic / udnie ONNX style models, which the style-transfer tests need. Their

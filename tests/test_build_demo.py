@@ -1,4 +1,4 @@
-"""The bundled demo set (mmr3_tasks/data/mini): built by `mmr3 build --demo`, same schema and layout
+"""The bundled demo set (mmr3_tasks/demo_set): built by `mmr3 build --demo`, same schema and layout
 as the benchmark (a test and a train split, disjoint), small, licensed, and reproducible by the builder."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from build_fixtures import STYLE_MODELS  # noqa: E402
 
 from mmr3_tasks import data, schema  # noqa: E402
 from mmr3_tasks.builder import masks  # noqa: E402
-from mmr3_tasks.builder.demo import (  # noqa: E402
+from mmr3_tasks.builder.demo_set import (  # noqa: E402
     DEMO_CONTENT,
     DemoConfig,
     DemoContent,

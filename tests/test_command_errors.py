@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from mmr3_adapters import demo
+from mmr3_adapters import demo_command
 from mmr3_adapters.adapter import cli as train_cli
 from mmr3_tasks import cli
 from mmr3_tasks.errors import MMR3Error
@@ -72,11 +72,11 @@ def test_python_dash_m_prints_the_same_line_and_exits_1(tmp_path):
 
 @pytest.mark.parametrize("code", [1, 0])  # lmms-eval can exit 0 after a failure: no results file is the test
 def test_demo_without_results_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch, code):
-    monkeypatch.setattr(demo, "tiny_checkpoint", lambda: tmp_path / "tiny")
-    monkeypatch.setattr(demo.subprocess, "run", lambda cmd: subprocess.CompletedProcess(cmd, code))
+    monkeypatch.setattr(demo_command, "tiny_checkpoint", lambda: tmp_path / "tiny")
+    monkeypatch.setattr(demo_command.subprocess, "run", lambda cmd: subprocess.CompletedProcess(cmd, code))
     args = ["demo", "--offline", "--out", str(tmp_path / "out")]
     assert cli.main(args) == 1
     expected = f"mmr3 demo: error: lmms-eval wrote no results (exit code {code}); see its output above"
     assert one_line_error(capsys, "demo") == expected
-    with pytest.raises(demo.DemoError):
+    with pytest.raises(demo_command.DemoError):
         cli.main([*args, "--debug"])

@@ -389,7 +389,7 @@ def test_lmms_eval_stops_on_damaged_data_with_our_message_and_exit_1(demo_copy, 
 
 
 def test_a_demo_build_lists_every_shards_size(tmp_path):
-    from mmr3_tasks.builder.demo import DemoConfig, build_demo
+    from mmr3_tasks.builder.demo_set import DemoConfig, build_demo
     from mmr3_tasks.builder.styles import StyleModelSpec
 
     spec = StyleModelSpec(str(tmp_path / "unused"))

@@ -76,7 +76,7 @@ def test_the_check_finds_each_kind_of_forbidden_import(tmp_path):
     files = {
         "mmr3_tasks/__init__.py": "",
         "mmr3_tasks/a.py": "import mmr3_adapters.models\n",
-        "mmr3_tasks/b.py": "def f():\n    from mmr3_adapters import demo\n",
+        "mmr3_tasks/b.py": "def f():\n    from mmr3_adapters import demo_command\n",
         "mmr3_tasks/c.py": "import importlib\nimportlib.import_module('mmr3_adapters.lmms_models')\n",
         "mmr3_tasks/hooks.py": "import lmms_eval.api\n",
         "mmr3_tasks/lmms_plugin.py": "def f():\n    from lmms_eval.tasks import TaskManager\n",  # allowed

@@ -549,7 +549,7 @@ def test_score_checks_a_renamed_samples_file_and_every_mismatch_exits_1(real_run
 
 
 def test_cli_main_in_process_gives_the_same_one_line_error(tmp_path, capsys):
-    # In-process, as `mmr3_adapters.demo` and notebooks call it: the same one-line errors.
+    # In-process, as `mmr3_adapters.demo_command` and notebooks call it: the same one-line errors.
     (tmp_path / "a_results.json").write_text("{")
     assert cli.main(["report", str(tmp_path / "a_results.json")]) == 1
     assert capsys.readouterr().err.startswith(f"mmr3 report: error: {tmp_path / 'a_results.json'}:1: truncated JSON")

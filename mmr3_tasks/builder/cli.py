@@ -97,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from mmr3_tasks.builder.demo import DEMO_OUT, DemoConfig, build_demo
+    from mmr3_tasks.builder.demo_set import DEMO_OUT, DemoConfig, build_demo
     from mmr3_tasks.builder.styles import StyleModelSpec
 
     if not args.style_models:

@@ -1,4 +1,4 @@
-"""The bundled demo set (`mmr3_mini_*`): mmr3_tasks/demo/demo_content.json -> a test and a train split.
+"""The bundled demo set (`mmr3_mini_*`): mmr3_tasks/builder/demo_set_content.json -> a test and a train split.
 
 A smoke test, not the benchmark: a few dozen groups over freely licensed sample images that ship
 in scikit-image, scikit-learn and matplotlib, with rephrasings written by hand. It goes through the
@@ -44,13 +44,13 @@ from mmr3_tasks.errors import MMR3Error
 log = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-DEMO_CONTENT = PACKAGE_DIR / "demo" / "demo_content.json"
-DEMO_OUT = PACKAGE_DIR / "data" / "mini"
+DEMO_CONTENT = Path(__file__).resolve().with_name("demo_set_content.json")
+DEMO_OUT = PACKAGE_DIR / "demo_set"
 FORMAT_VERSION = 2  # 1: one flat <task>.parquet per task, test split only
 
 
 class DemoContentError(MMR3Error, ValueError):
-    """demo_content.json says something the demo set cannot be built from."""
+    """demo_set_content.json says something the demo set cannot be built from."""
 
 
 @dataclass
@@ -81,7 +81,7 @@ def _source_id(image: str, crop: Sequence[int] | None) -> str:
 
 
 class DemoContent:
-    """demo_content.json, read and checked.
+    """demo_set_content.json, read and checked.
 
     The top-level `rephrase`, `restyle` and `context` lists are the test split; `train` holds the
     train split's lists under the same keys, in the same entry formats.
@@ -198,7 +198,7 @@ def check_context_group(group_id: str, rows: list[dict], width: int, height: int
     if not masks.MIN_AREA_RATIO <= ratio <= masks.MAX_AREA_RATIO:
         raise DemoContentError(
             f"{group_id}: masked box {box} covers {ratio:.3f} of the {width}x{height} image, outside "
-            f"[{masks.MIN_AREA_RATIO}, {masks.MAX_AREA_RATIO}]; fix its box or crop in demo_content.json"
+            f"[{masks.MIN_AREA_RATIO}, {masks.MAX_AREA_RATIO}]; fix its box or crop in demo_set_content.json"
         )
     return ratio
 
@@ -340,9 +340,9 @@ def demo_readme(content: DemoContent, manifest: dict, config: DemoConfig) -> str
         "",
         "    mmr3 build --demo --style-models johnson-onnx    # or a folder holding candy/mosaic/udnie.onnx",
         "",
-        "from `mmr3_tasks/demo/demo_content.json` (questions, rephrasings, labels, boxes: hand-written; see "
-        "`mmr3_tasks/demo/README.md`), through the same renderers as the full build (`mmr3_tasks/builder/render.py`), "
-        "for both splits alike. Building twice gives byte-identical files.",
+        "from `mmr3_tasks/builder/demo_set_content.json` (questions, rephrasings, labels, boxes: hand-written; see "
+        "`mmr3_tasks/builder/demo_set_content.md`), through the same renderers as the full build "
+        "(`mmr3_tasks/builder/render.py`), for both splits alike. Building twice gives byte-identical files.",
         "",
         f"- Images: loaded from the pip packages below, cropped where the content says, downscaled to at most "
         f"{config.max_side} px a side (restyled images: both sides rounded to a multiple of 4), stored as JPEG "
