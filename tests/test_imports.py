@@ -96,3 +96,13 @@ def test_the_check_finds_each_kind_of_forbidden_import(tmp_path):
         "mmr3_adapters/models/x.py:1: imports lmms_eval",
     ]
     assert imported_names(tmp_path / "mmr3_tasks/sub/__init__.py", tmp_path) == [(1, "mmr3_tasks")]
+
+
+def test_the_mmr3_command_starts_without_torch():
+    """`mmr3 --help` and every subcommand's parser load without torch (2 s of every command's start)."""
+    import subprocess
+    import sys
+
+    code = "import sys; from mmr3_tasks.cli import build_parser; build_parser(); print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'lmms_eval')))"  # noqa: E501
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

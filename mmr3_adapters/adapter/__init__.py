@@ -16,15 +16,22 @@ mmr3_tasks (the train splits, atomic writes, errors); never lmms_eval. `mmr3_ada
 puts a trained adapter on a wrapper at evaluation.
 """
 
-from mmr3_adapters.adapter.checkpoint import AdapterCheckpointError, load_adapter, save_adapter
-from mmr3_adapters.adapter.config import AdapterConfig
-from mmr3_adapters.adapter.module import ConsistencyAdapter, insert_prefix
+import importlib
 
-__all__ = [
-    "AdapterCheckpointError",
-    "AdapterConfig",
-    "ConsistencyAdapter",
-    "insert_prefix",
-    "load_adapter",
-    "save_adapter",
-]
+# Loaded on first use (PEP 562): `mmr3 <command>` imports this package to register
+# `train-adapter`, and importing torch up front would cost every command about 2 s.
+_EXPORTS = {
+    "AdapterCheckpointError": "checkpoint",
+    "load_adapter": "checkpoint",
+    "save_adapter": "checkpoint",
+    "AdapterConfig": "config",
+    "ConsistencyAdapter": "module",
+    "insert_prefix": "module",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
