@@ -39,14 +39,20 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    return run_command(args.command, args.func, args)
+
+
+def run_command(command: str, func, args: argparse.Namespace) -> int:
+    """`func(args)`, with an MMR3Error printed as `mmr3 <command>: error: ...` and exit code 1
+    (the traceback with `--debug`). Also the entry of commands run as `python -m` under accelerate."""
     from mmr3_tasks.errors import MMR3Error
 
     try:
-        return int(args.func(args) or 0)
+        return int(func(args) or 0)
     except MMR3Error as err:
         if args.debug:
             raise
-        print(f"mmr3 {args.command}: error: {err}", file=sys.stderr)
+        print(f"mmr3 {command}: error: {err}", file=sys.stderr)
         return 1
 
 

@@ -190,14 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     with the same one-line errors as `mmr3 train-adapter` (`--debug`: the traceback)."""
     parser = argparse.ArgumentParser(prog="mmr3 train-adapter", description=HELP)
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except MMR3Error as err:
-        if args.debug:
-            raise
-        print(f"mmr3 train-adapter: error: {err}", file=sys.stderr)
-        return 1
+    from mmr3_tasks.cli import run_command
+
+    return run_command("train-adapter", run, parser.parse_args(argv))
 
 
 if __name__ == "__main__":
