@@ -8,6 +8,7 @@ What lives here:
   baseline (docs/adapter.md);
 - `lmms_models`: the lmms-eval side, `mmr3_llava`, `mmr3_blip2` and `mmr3_replay`, registered
   through the `lmms_eval.models` entry point (docs/registration.md);
+- `replay_file`: the strict reader of `mmr3_replay`'s responses files (docs/models.md);
 - `demo_command`: `mmr3 demo`, the whole pipeline on the bundled demo set.
 
 Imports: mmr3_adapters may import mmr3_tasks (data, schema, errors, report), never the reverse.

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from mmr3_tasks import data
 from tests.conftest import LmmsRun, run_lmms_cli
 
@@ -36,6 +38,17 @@ def write_run(
         lines = [json.dumps({"doc_id": i, "acc": p}) for i, p in enumerate(payloads)]
         (folder / f"{stamp}_samples_{task}.jsonl").write_text("\n".join(lines) + "\n")
     return folder
+
+
+def reference_interval(diffs: list[float], n_resamples: int = 1000, seed: int = 0) -> list[float]:
+    """docs/compare.md's paired interval, by its own words: each of `n_resamples` resamples draws the
+    n shared groups with replacement (multinomial counts, numpy's generator seeded with `seed`), its
+    mean difference is taken, and the interval is the 2.5th to 97.5th percentile of those means.
+    `diffs` are run − base per shared group, in sorted group-id order."""
+    n = len(diffs)
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_resamples)
+    means = counts @ np.asarray(diffs, dtype=np.float64) / n
+    return [float(x) for x in np.quantile(means, [0.025, 0.975])]
 
 
 DEMO_TASK = "mmr3_mini_rephrase"

@@ -287,8 +287,9 @@ def _kill_when(proc: subprocess.Popen, ready, timeout: float = 60) -> bool:
 
 @pytest.mark.slow
 def test_killed_build_resumes_to_the_same_result(env, built, tmp_path):
-    """Kill during rephrasing, then while restyle shards are being written, then run to the end:
-    the result equals the uninterrupted build's, and no cached request is ever sent again."""
+    """Kill during rephrasing, then inside the restyle test split, then run to the end with the same
+    settings: the result equals the uninterrupted build's, the restyle shards finished before the
+    second kill are reused, and no cached request is ever sent again."""
     reference, _ = built
     out = tmp_path / "killed"
     server = env["server"]
@@ -307,10 +308,13 @@ def test_killed_build_resumes_to_the_same_result(env, built, tmp_path):
         server.latency = 0.0
 
         restyle_markers = out / ".mmr3-build" / "restyle"
-        proc = subprocess.Popen(
-            _cli(env, out, "--workers", "1", "--style-batch-size", "1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        killed = _kill_when(proc, lambda: len(list(restyle_markers.glob("*.json"))) >= 2)
+        # The final run's settings: another --style-batch-size is part of the restyle shards'
+        # fingerprint, and the resume would reuse none of them.
+        proc = subprocess.Popen(_cli(env, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert _kill_when(proc, lambda: any(restyle_markers.glob("test-*.json")))
+        assert proc.returncode == -signal.SIGKILL
+        finished = list(restyle_markers.glob("test-*.json"))
+        assert 1 <= len(finished) < SIZES["restyle"]["test"]  # one group per shard: killed inside the split
         done = subprocess.run(_cli(env, out), capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
     finally:
@@ -327,9 +331,10 @@ def test_killed_build_resumes_to_the_same_result(env, built, tmp_path):
     a = json.loads((reference / "manifest.json").read_text())["tasks"]
     b = json.loads((out / "manifest.json").read_text())["tasks"]
     assert a == b
-    # `killed` is False only when the machine wrote every restyle shard between two 5 ms polls; the
-    # assertions above hold either way.
-    del killed
+    report = json.loads((out / "build_report.json").read_text())["tasks"]
+    assert report["restyle"]["test"]["shards_reused"] == len(finished)
+    for split in ("test", "train"):  # written before the second kill
+        assert report["rephrase"][split]["shards_reused"] == report["rephrase"][split]["shards"]
 
 
 # --------------------------------------------------------------------------- CLI and config

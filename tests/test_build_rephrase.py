@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_fixtures import ChatServer, reply_for  # noqa: E402
@@ -251,39 +252,62 @@ def test_rephrase_items_rejects_counts_and_never_repeats_a_request(key, tmp_path
 # --------------------------------------------------------------------------- local transformers model
 
 
+VOCABULARY_WORDS = set(
+    "1. 2. 3. i have a question what is the dog please give me three different types of rephrased questions "
+    "to which answer would be ?".split()
+)
+
+
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
     """A tiny random GPT-2 with a word-level tokenizer, built offline."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    words = (
-        "i have a question what is the dog please give me three different types of rephrased questions "
-        "to which answer would be ?"
-    ).split()
-    vocab = {w: i for i, w in enumerate(["<unk>", "<eos>", "1.", "2.", "3.", "\n", *words])}
+    vocab = {w: i for i, w in enumerate(["<unk>", "<eos>", "\n", *sorted(VOCABULARY_WORDS)])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>", pad_token="<eos>")
     folder = tmp_path_factory.mktemp("tiny_lm")
     fast.save_pretrained(folder)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_positions=128, n_embd=16, n_layer=1, n_head=2)).save_pretrained(
-        folder
+    torch.manual_seed(0)  # the same random weights every run, so the replies below are the same too
+    config = GPT2Config(
+        vocab_size=len(vocab), n_positions=128, n_embd=16, n_layer=1, n_head=2, bos_token_id=1, eos_token_id=1
     )
+    GPT2LMHeadModel(config).save_pretrained(folder)
     return folder
+
+
+def greedy_reply(folder: Path, prompt: str, max_new_tokens: int) -> str:
+    """What the model says to one prompt on its own (no batch, no padding), decoded without the prompt."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    ids = tokenizer(prompt, return_tensors="pt")
+    with torch.inference_mode():
+        out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+    return tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
 def test_local_transformers_backend_generates_and_is_reproducible(tiny_lm):
     config = GeneratorConfig(
         backend="transformers", model=str(tiny_lm), max_tokens=12, batch_size=2, temperature=0.0, device="cpu"
     )
-    prompts = [(f"q{i}", rephrase_prompt(f"what is the dog {i}?", "dog")) for i in range(3)]
+    # Questions of different lengths: the first batch of two is left-padded.
+    questions = ["what is the dog?", "please give me the answer to what is the dog?", "what would be the dog?"]
+    prompts = [(f"q{i}", rephrase_prompt(q, "dog")) for i, q in enumerate(questions)]
     first: dict[str, str] = {}
     LocalHF(config).generate(prompts, lambda rid, text: first.__setitem__(rid, text))
     second: dict[str, str] = {}
     LocalHF(config).generate(prompts, lambda rid, text: second.__setitem__(rid, text))
-    assert set(first) == {"q0", "q1", "q2"} and first == second
-    assert all(isinstance(t, str) for t in first.values())
+    assert first == second
+    # Each reply is what the model says to that prompt alone, the new tokens only: words, not "".
+    expected = {rid: greedy_reply(tiny_lm, prompt, 12) for rid, prompt in prompts}
+    assert first == expected
+    for rid, reply in first.items():
+        assert reply.split() and set(reply.split()) <= VOCABULARY_WORDS, (rid, reply)
+    assert len(set(first.values())) == 3  # each prompt reached the model: three different replies
 
 
 def test_local_backend_missing_model_is_a_clear_error(tmp_path):

@@ -13,7 +13,7 @@ from mmr3_tasks import cli, data, metrics, report
 from mmr3_tasks.embedding import get_embedder
 from mmr3_tasks.errors import MMR3Error
 from mmr3_tasks.metrics import ScoredResponse
-from tests.report_fixtures import write_run
+from tests.report_fixtures import reference_interval, write_run
 
 HEADLINE = metrics.HEADLINE
 
@@ -103,14 +103,6 @@ def test_paired_bootstrap_is_seeded_and_ignores_mapping_order():
     assert metrics.paired_bootstrap(SPREAD, shuffled) == first
     assert metrics.paired_bootstrap(SPREAD, b, seed=1).ci != first.ci
     assert metrics.paired_bootstrap(SPREAD, b, n_resamples=0).ci is None
-
-
-def reference_interval(diffs: list[float], n_resamples: int = 1000, seed: int = 0) -> list[float]:
-    """The documented procedure: each resample draws n groups with replacement (multinomial counts)."""
-    n = len(diffs)
-    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_resamples)
-    means = counts @ np.asarray(diffs) / n
-    return [float(x) for x in np.quantile(means, [0.025, 0.975])]
 
 
 def test_paired_bootstrap_matches_the_documented_procedure():

@@ -1,8 +1,8 @@
 """Every reference in the docs and the code points to something a user of the repository has.
 
-Checked, over README.md, docs/, benchmarks/, tests/ and both packages:
+Checked, over README.md, docs/, benchmarks/, tools/, tests/ and both packages:
 
-- a path-like mention, `docs/…`, `tests/…`, `benchmarks/…`, `mmr3_tasks/…`, `mmr3_adapters/…`, in
+- a path-like mention, `docs/…`, `tests/…`, `benchmarks/…`, `tools/…`, `mmr3_tasks/…`, `mmr3_adapters/…`, in
   Markdown (code blocks included: they are commands users run) or in a Python comment or string,
   names a file or folder of the repository (a glob such as `tests/test_build_*.py` must match one);
 - a dotted mention, `mmr3_tasks.data.check_rows`, names a module of ours, and the name after the
@@ -24,12 +24,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCANNED = ("README.md", "docs", "benchmarks", "tests", "mmr3_tasks", "mmr3_adapters")
+SCANNED = ("README.md", "docs", "benchmarks", "tools", "tests", "mmr3_tasks", "mmr3_adapters")
 SKIPPED_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis"}
 # The notes kept outside the repository for the people who build it (split so this file is no hit).
 INTERNAL = re.compile("|".join(["paper" + "-spec", "DESIGN" + r"\.md", "lmms-eval" + "-notes", "adapter" + "-notes",
                                 r"\.\./" + "shared"]))  # fmt: skip
-ROOTS = ("docs", "tests", "benchmarks", "mmr3_tasks", "mmr3_adapters")
+ROOTS = ("docs", "tests", "benchmarks", "tools", "mmr3_tasks", "mmr3_adapters")
 # A path-like mention: a repository root, then path characters; `*` globs, `<x>` / `{x}` are placeholders.
 PATH = re.compile(r"(?<![\w./~$-])(?:" + "|".join(ROOTS) + r")/[\w./*<>{}-]*")
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")

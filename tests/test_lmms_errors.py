@@ -16,8 +16,9 @@ import lmms_eval.models as lmms_eval_models  # a hard dependency: a broken impor
 import pytest
 from lmms_eval.api.instance import Instance
 
-from mmr3_adapters.lmms_models import Recorded, Replay, ReplayFileError, read_responses
+from mmr3_adapters.lmms_models import Replay
 from mmr3_adapters.models.pretrained import PretrainedNotFoundError, check_pretrained, looks_local
+from mmr3_adapters.replay_file import Recorded, ReplayFileError, preview, read_responses
 from tests.conftest import run_lmms_cli
 from tests.tiny_models import tiny_checkpoint
 
@@ -113,6 +114,76 @@ def test_well_formed_files_are_read_as_written(tmp_path, data, expected):
     path = tmp_path / "responses.jsonl"
     path.write_bytes(data)
     assert read_responses(path) == expected
+
+
+# A bad line second, between two good ones -> the whole message (P stands for the file). The partial
+# patterns above say what each message is about; these pin every word, the cut-off of long values at
+# 60 characters, and non-ASCII shown as written.
+X51, X52 = "x" * 51, "x" * 52
+WHOLE_MESSAGES = {
+    b'{"id": "a", "response": "caf\xe9"}': (
+        "P:2: not UTF-8 text (byte b'\\xe9', the line's byte 29); save the file as UTF-8"
+    ),
+    GOOD.strip(): (
+        "P:2: id 'g1/r1' for every task (no \"task\") is already answered on line 1; keep one of the two lines"
+    ),
+    b'{"id": "a", "id": "b", "task": "t", "task": "u", "response": "x"}': "P:2: key 'id', 'task' given twice; keep one",
+    b'{"id": "a", "response": 42}': (
+        'P:2: "response" must be a string, got the number 42; write the answer as a JSON string'
+    ),
+    b'{"id": "a", "responses": "abc"}': (
+        'P:2: "responses" must be a list of strings, got the string "abc"; a single answer goes in "response": "..."'
+    ),
+    b'{"id": "a", "responses": ["x", 3]}': 'P:2: "responses"[1] must be a string, got the number 3',
+    ('{"id": "a", "response": {"k": "' + X51 + '"}}').encode(): (  # 60 characters: shown whole
+        f'P:2: "response" must be a string, got an object {{"k": "{X51}"}}; write the answer as a JSON string'
+    ),
+    ('{"id": "a", "response": {"k": "' + X52 + '"}}').encode(): (  # 61: cut to 57 and "..."
+        f'P:2: "response" must be a string, got an object {{"k": "{X52[:50]}...; write the answer as a JSON string'
+    ),
+    '{"id": "a", "response": {"k": "日本"}}'.encode(): (
+        'P:2: "response" must be a string, got an object {"k": "日本"}; write the answer as a JSON string'
+    ),
+    # A byte-order mark is allowed at the start of the file only; on line 2 it is a damaged line.
+    b'\xef\xbb\xbf{"id": "b", "response": "x"}': (
+        "P:2: not JSON (Unexpected UTF-8 BOM (decode using utf-8-sig) at column 1); each line is one object, "
+        '{"id": "<row id>", "response": "<answer>"}'
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("line", list(WHOLE_MESSAGES), ids=range(len(WHOLE_MESSAGES)))
+def test_each_message_is_whole(tmp_path, line):
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(GOOD + line + b'\n{"id": "z", "response": "q"}\n')
+    with pytest.raises(ReplayFileError) as err:
+        read_responses(path)
+    assert str(err.value).replace(str(path), "P") == WHOLE_MESSAGES[line]
+
+
+def test_file_level_messages_are_whole(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b'{"id": "g1/r1", "resp')
+    with pytest.raises(ReplayFileError) as err:
+        read_responses(path)
+    assert str(err.value) == (
+        f"{path}:1: the last line is cut off (Unterminated string starting at at column 17), as a truncated write "
+        "leaves it; complete it or delete it"
+    )
+    line = '{"id": "<row id>", "response": "<answer>"}'
+    for target, what in ((tmp_path / "none.jsonl", "does not exist"), (tmp_path, "is a folder")):
+        with pytest.raises(ReplayFileError) as err:
+            read_responses(target)
+        assert (
+            str(err.value)
+            == f"responses file {target} {what}; give the JSON-lines file of recorded answers, one {line} per line"
+        )
+
+
+def test_preview_shows_five_and_counts_the_rest():
+    assert preview(list("abcde")) == "a, b, c, d, e"
+    assert preview(list("abcdef")) == "a, b, c, d, e, and 1 more"
+    assert preview(list("abcdefgh"), 2) == "a, b, and 6 more"
 
 
 # --------------------------------------------------------------------------- mmr3_replay in process

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
@@ -276,3 +277,307 @@ def test_the_embedding_model_can_be_overridden_by_path_and_fails_clearly(monkeyp
     monkeypatch.setenv(embedding.EMBEDDING_MODEL_ENV, str(tmp_path / "no-such-model"))
     with pytest.raises(OSError, match="Could not load the embedding model .*no-such-model.*MMR3_EMBEDDING_MODEL"):
         hooks.score_payloads(payloads, n_resamples=0)
+
+
+# --------------------------------------------------------------------------- values pinned exactly
+
+
+class VectorEmbedder:
+    """Maps each text to the float32 vector given for it, unchanged: the cosines the scorer computes
+    (float32 rows, normalised in float32, float32 dot products) are then known to the last bit."""
+
+    def __init__(self, table: dict[str, np.ndarray | list[float]]):
+        self.table = {k: np.asarray(v, dtype=np.float32) for k, v in table.items()}
+
+    def encode(self, texts):
+        return np.stack([self.table[t] for t in texts])
+
+
+def unit_with_cosine(c: np.float32) -> np.ndarray:
+    """A float32 vector [c, s] whose float32 norm is exactly 1, so the scorer's normalisation leaves
+    it unchanged and its float32 dot product with [1, 0] is exactly `c`."""
+    s = np.float32(np.sqrt(1.0 - float(c) ** 2))
+    for _ in range(16):
+        v = np.array([c, s], dtype=np.float32)
+        norm = np.linalg.norm(v[None, :], axis=1)[0]
+        if norm == np.float32(1.0):
+            return v
+        s = np.nextafter(s, np.float32(0.0) if norm > 1 else np.float32(2.0))
+    raise AssertionError(f"no float32 unit vector with cosine {c!r} found")
+
+
+F32_THRESHOLD = np.float32(metrics.CONSISTENCY_THRESHOLD)  # 0.699999988..., just below 0.7
+F32_ABOVE = np.nextafter(F32_THRESHOLD, np.float32(1.0))  # 0.70000005: the smallest float32 above 0.7
+F32_BELOW = np.nextafter(F32_THRESHOLD, np.float32(0.0))  # 0.69999993
+
+
+def test_consistency_threshold_is_0_7_to_the_last_float32_bit():
+    # Three groups of two responses, one pair each, with float32 cosines a hair above 0.7, exactly
+    # float32(0.7), and a hair below. No float32 value equals the float64 0.7: float32(0.7) lies
+    # below it and the next float32 above it. So at the default threshold only "above" is consistent,
+    # whether the comparison is `>` in float64 or `>` in float32 (the authors' torch cosines); `>=` in
+    # float32 would count "exact" too. The `>` vs `>=` choice itself is pinned with thresholds that
+    # float32 represents exactly (next test).
+    assert float(F32_ABOVE) > 0.7 and F32_ABOVE > F32_THRESHOLD
+    assert float(F32_THRESHOLD) < 0.7 and F32_THRESHOLD == np.float32(0.7)
+    assert F32_BELOW < F32_THRESHOLD
+    cosines = {"above": F32_ABOVE, "exact": F32_THRESHOLD, "below": F32_BELOW}
+    emb = VectorEmbedder({"x": [1.0, 0.0], "ref": [0.0, 1.0], **{k: unit_with_cosine(c) for k, c in cosines.items()}})
+    rows = [r for k in cosines for r in (resp(k, "r1", "x", ["ref"], size=2), resp(k, "r2", k, ["ref"], size=2))]
+    groups = metrics.group_scores(rows, emb)
+    for k, c in cosines.items():
+        assert groups[k].s_c == 100.0 * float(c)  # the scorer's cosine is exactly the float32 value built
+    assert {k: g.con for k, g in groups.items()} == {"above": 100.0, "exact": 0.0, "below": 0.0}
+    r = metrics.score(rows, emb, n_resamples=0)
+    assert metrics.CONSISTENCY_THRESHOLD == 0.7 and r.threshold == 0.7
+    assert r.counts["pairs"] == 3
+    consistent_pairs = sum(g.con / 100 for g in groups.values())  # one pair per group
+    assert consistent_pairs == 1
+    assert r.con == pytest.approx(100 / 3, abs=1e-12)
+    # Every response is wrong ("ref" appears in none): only "above" is consistently wrong.
+    assert r.consistent_correct == 0.0
+    assert (r.consistent_wrong, r.inconsistent) == pytest.approx((100 / 3, 200 / 3))
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.75, 0.25])
+def test_threshold_is_strict_at_a_cosine_exactly_equal_to_it(threshold):
+    # Thresholds float32 represents exactly, so a float32 cosine can equal one: `>` leaves it out.
+    t = np.float32(threshold)
+    assert float(t) == threshold
+    cosines = {"equal": t, "above": np.nextafter(t, np.float32(1.0))}
+    emb = VectorEmbedder({"x": [1.0, 0.0], "ref": [0.0, 1.0], **{k: unit_with_cosine(c) for k, c in cosines.items()}})
+    rows = [r for k in cosines for r in (resp(k, "r1", "x", ["ref"], size=2), resp(k, "r2", k, ["ref"], size=2))]
+    groups = metrics.group_scores(rows, emb, threshold=threshold)
+    assert groups["equal"].s_c == 100.0 * threshold  # the cosine is the threshold, exactly
+    assert {k: g.con for k, g in groups.items()} == {"equal": 0.0, "above": 100.0}
+    r = metrics.score(rows, emb, threshold=threshold, n_resamples=0)
+    assert r.con == 50.0 and r.threshold == threshold
+
+
+def test_s_gt_is_the_max_over_every_ground_truth():
+    # One group, four responses: each closest to a different ground truth (first, middle, last) and
+    # one equally far from all. A kind per response exposes each response's own S_GT.
+    gts = ["notre dame", "paris cathedral", "cathedral of paris"]
+    vectors = {
+        "notre dame": [1.0, 0.0, 0.0],
+        "paris cathedral": [0.0, 1.0, 0.0],
+        "cathedral of paris": [0.0, 0.0, 1.0],
+        "notre dame!": [0.9, 0.3, 0.2],  # closest to the first
+        "the paris cathedral": [0.2, 0.9, 0.3],  # closest to the middle one
+        "the cathedral of paris": [0.1, 0.3, 0.9],  # closest to the last
+        "a castle": [0.5, 0.5, 0.5],
+    }
+    texts = ["Notre Dame!", "The Paris cathedral", "The cathedral of Paris", "A castle"]
+    rows = [resp("g", f"v{i}", t, gts, size=4, kinds=(("style", f"v{i}"),)) for i, t in enumerate(texts)]
+    r = metrics.score(rows, VectorEmbedder(vectors), n_resamples=0)
+    unit = {k: np.asarray(v) / np.linalg.norm(v) for k, v in vectors.items()}
+    by_hand = {f"v{i}": max(float(unit[t.lower()] @ unit[g]) for g in gts) for i, t in enumerate(texts)}
+    assert by_hand["v1"] == pytest.approx(0.9 / np.linalg.norm([0.2, 0.9, 0.3]))  # the middle one is the max
+    for v, expected in by_hand.items():
+        assert r.breakdown["style"][v]["s_gt"] == pytest.approx(100 * expected, abs=1e-5), v
+    assert r.s_gt == pytest.approx(100 * np.mean(list(by_hand.values())), abs=1e-5)
+    # Acc: each of the first three matches one ground truth only, and not the same one.
+    assert [r.breakdown["style"][f"v{i}"]["acc"] for i in range(4)] == [100.0, 100.0, 100.0, 0.0]
+    assert r.acc == 75.0
+
+
+def test_ground_truths_are_stripped_and_blank_ones_ignored():
+    emb = VectorEmbedder({"cat": [1.0, 0.0], "dog": [0.0, 1.0]})
+    rows = [resp("g", "r1", "cat", [" Cat ", "", "   "], size=2), resp("g", "r2", "dog", [" Cat ", ""], size=2)]
+    r = metrics.score(rows, emb, n_resamples=0)
+    assert (r.acc, r.s_gt) == (50.0, 50.0)  # only "Cat" is a ground truth: cosines 1 and 0
+
+
+def test_end_of_sequence_tokens_and_case_are_not_embedded():
+    # "</s>" is dropped and the text lower-cased before embedding; a bare "</s>" is an empty answer.
+    emb = VectorEmbedder({"cat": [1.0, 0.0]})
+    rows = [resp("g", "r1", "Cat</s>", size=3), resp("g", "r2", "cat", size=3), resp("g", "r3", "</s>", size=3)]
+    r = metrics.score(rows, emb, n_resamples=0)
+    assert r.counts["empty_responses"] == 1
+    assert r.s_c == pytest.approx(100 / 3) and r.con == pytest.approx(100 / 3)  # 1, 0, 0
+    assert r.s_gt == pytest.approx(200 / 3)
+
+
+def test_cosines_are_clipped_to_one():
+    # This vector's float32 dot product with itself, after float32 normalisation, is 1.0000001.
+    v = np.array([[0.1, 0.2, 0.7]], dtype=np.float32)
+    unit = v / np.linalg.norm(v, axis=1, keepdims=True)
+    assert np.einsum("ij,ij->i", unit, unit)[0] > 1
+    emb = VectorEmbedder({"x": v[0]})
+    r = metrics.score([resp("g", "r1", "x", ["x"], size=2), resp("g", "r2", "x", ["x"], size=2)], emb, n_resamples=0)
+    assert r.s_c == 100.0  # pair cosine
+    assert r.s_gt == 100.0  # cosine with the ground truth
+
+
+def test_the_outcome_split_counts_only_groups_with_pairs():
+    # g2 has one (wrong) response: no pairs, so it is neither consistent-wrong nor inconsistent.
+    emb = VectorEmbedder({"cat": [1.0, 0.0], "dog": [0.0, 1.0]})
+    rows = [resp("g1", v, "cat") for v in ("r1", "r2", "r3")] + [resp("g2", "r1", "dog")]
+    r = metrics.score(rows, emb, n_resamples=0)
+    assert (r.consistent_correct, r.consistent_wrong, r.inconsistent) == (100.0, 0.0, 0.0)
+    assert r.acc == 50.0 and r.con == 100.0
+
+
+def test_a_group_of_unknown_size_is_never_complete():
+    emb = VectorEmbedder({"cat": [1.0, 0.0]})
+    rows = [resp("g1", "r1", "cat", size=0), resp("g1", "r2", "cat", size=0), resp("g2", "r1", "cat", size=1)]
+    counts = metrics.score(rows, emb, n_resamples=0).counts
+    assert (counts["groups_complete"], counts["groups_incomplete"]) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "raw, normalised",
+    [
+        ("The  Red\tcar!\n", "red car"),  # any whitespace collapses
+        ("another answer", "another answer"),  # articles only as whole words
+        ("the pizza", "pizza"),  # ... so a word ending in "a" keeps it
+        ("A cat, an owl and THE dog", "cat owl and dog"),
+        ("x-ray", "x ray"),  # punctuation becomes a space, not nothing
+        ("don't", "don t"),
+        ("¿Qué?", "qué"),  # Unicode punctuation too
+        ("«un chat»", "un chat"),
+        ("$5 + 3", "$5 + 3"),  # symbols are not punctuation
+        ("...", ""),
+    ],
+)
+def test_normalize_answer_table(raw, normalised):
+    assert normalize_answer(raw) == normalised
+
+
+def test_exact_agreement_compares_normalised_answers_and_never_agrees_on_nothing():
+    emb = VectorEmbedder({"the red car!": [1.0, 0.0], "red car": [1.0, 0.0], "...": [0.0, 1.0], "cat": [0.0, 1.0]})
+    rows = [resp("g", "r1", "The red car!", size=2), resp("g", "r2", "red car", size=2)]
+    rows += [resp("h", "r1", "...", size=2), resp("h", "r2", "...", size=2)]  # normalised to ""
+    r = metrics.score(rows, emb, n_resamples=0)
+    assert r.exact_agreement == 50.0 and r.s_c == 100.0
+
+
+def test_breakdown_s_gt_and_s_c_by_hand():
+    # Restyle-like: one group, one response per style; cosines 1, 0.6, 0 with the ground truth "cat".
+    emb = VectorEmbedder({"cat": [1.0, 0.0], "kitten": unit_with_cosine(np.float32(0.6)), "dog": [0.0, 1.0]})
+    texts = {"candy": "cat", "mosaic": "kitten", "udnie": "dog"}
+    rows = [resp("g", s, t, size=3, kinds=(("style", s),)) for s, t in texts.items()]
+    b = metrics.score(rows, emb, n_resamples=0).breakdown["style"]
+    c = float(np.float32(0.6))
+    s_kitten_dog = float(unit_with_cosine(np.float32(0.6))[1])  # cos(kitten, dog)
+    assert {s: v["s_gt"] for s, v in b.items()} == pytest.approx({"candy": 100.0, "mosaic": 100 * c, "udnie": 0.0})
+    # Each style is in two of the three pairs: candy (cat-kitten c, cat-dog 0) ...
+    assert {s: v["s_c"] for s, v in b.items()} == pytest.approx(
+        {"candy": 50 * c, "mosaic": 50 * (c + s_kitten_dog), "udnie": 50 * s_kitten_dog}
+    )
+    assert {s: v["con"] for s, v in b.items()} == {"candy": 0.0, "mosaic": 50.0, "udnie": 50.0}  # 0.8 > 0.7
+    assert {s: v["pairs"] for s, v in b.items()} == {"candy": 2, "mosaic": 2, "udnie": 2}
+
+
+# --------------------------------------------------------------------------- confidence intervals
+
+
+def two_response_groups(n: int, seed: int) -> tuple[list[ScoredResponse], dict[str, np.ndarray]]:
+    """n groups of two responses, each "cat" (right, cosine 1 with the ground truth) or "dog" (wrong,
+    cosine 0), and each group's Acc, S_GT, Con and S_C worked out by hand, in group-id order."""
+    rng = np.random.default_rng(seed)
+    rows, values = [], {m: [] for m in metrics.HEADLINE}
+    for i in range(n):
+        a, b = rng.choice(["cat", "dog"], size=2)
+        rows += [resp(f"g{i:03d}", "r1", str(a), size=2), resp(f"g{i:03d}", "r2", str(b), size=2)]
+        right = ((a == "cat") + (b == "cat")) / 2
+        same = float(a == b)
+        for m, v in zip(metrics.HEADLINE, (right, right, same, same), strict=True):
+            values[m].append(v)
+    return rows, {m: np.array(v) for m, v in values.items()}
+
+
+def test_bootstrap_intervals_are_the_95_percent_percentiles_of_the_resampled_group_means():
+    rows, per_group = two_response_groups(30, seed=5)
+    r = metrics.score(rows, VectorEmbedder({"cat": [1.0, 0.0], "dog": [0.0, 1.0]}))
+    n = len(per_group["acc"])
+    rng = np.random.default_rng(0)  # the documented seed; Acc and S_GT share one draw, Con and S_C the next
+    expected = {}
+    for pair in (("acc", "s_gt"), ("con", "s_c")):
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=1000) / n
+        for m in pair:
+            expected[m] = list(np.percentile(100 * weights @ per_group[m], [2.5, 97.5]))
+    for m in metrics.HEADLINE:
+        assert getattr(r, m) == pytest.approx(100 * per_group[m].mean())
+        assert r.ci[m] == pytest.approx(expected[m], abs=1e-9), m
+        assert r.ci[m][1] - r.ci[m][0] > 10  # not a degenerate interval that any level would give
+
+
+def binomial_quantile(n: int, q: float) -> int:
+    """Smallest k with P(Binomial(n, 1/2) <= k) >= q."""
+    total = 0
+    for k in range(n + 1):
+        total += math.comb(n, k)
+        if total / 2**n >= q:
+            return k
+    return n
+
+
+def test_bootstrap_interval_level_is_95_percent_analytically():
+    # 400 single-response groups, half right: a resample's Acc is Binomial(400, 1/2) / 400, whose
+    # 2.5% and 97.5% quantiles are 45 and 55. With 1,000 resamples the percentiles sit within a few
+    # tenths of a point of those; a 90% interval would be [45.9, 54.1], a 50% one [48.4, 51.6].
+    rows = [resp(f"g{i:03d}", "r1", "cat" if i % 2 else "dog", size=1) for i in range(400)]
+    r = metrics.score(rows, VectorEmbedder({"cat": [1.0, 0.0], "dog": [0.0, 1.0]}))
+    lo, hi = (100 * binomial_quantile(400, q) / 400 for q in (0.025, 0.975))
+    assert (lo, hi) == (45.0, 55.0)
+    assert r.acc == 50.0
+    assert r.ci["acc"] == pytest.approx([lo, hi], abs=0.5)
+
+
+def test_paired_bootstrap_interval_level_is_95_percent_analytically():
+    # Differences of 0 or 10 points on 400 shared groups, half each: a resample's mean difference is
+    # 10 * Binomial(400, 1/2) / 400, so the 95% interval is about [4.5, 5.5] (a 50% one: [4.84, 5.16]).
+    a = {f"g{i:03d}": 50.0 for i in range(400)}
+    b = {g: 50.0 + (10.0 if i % 2 else 0.0) for i, g in enumerate(a)}
+    d = metrics.paired_bootstrap(a, b)
+    lo, hi = (10 * binomial_quantile(400, q) / 400 for q in (0.025, 0.975))
+    assert d.delta == 5.0 and (lo, hi) == (4.5, 5.5)
+    assert d.ci == pytest.approx([lo, hi], abs=0.05)
+
+
+# ------------------------------------------------------------------ survivors of the mutation run
+
+
+def test_breakdown_orders_kinds_numbers_first_by_value_then_names_and_counts_responses():
+    emb = TableEmbedder({"cat": [1, 0], "dog": [0, 1]})
+    kinds = ["10", "2", "b", "a", "2"]  # as strings, "10" < "2" and "a" < "b" < digits would be wrong
+    rows = [resp("g1", f"v{i}", "cat", kinds=(("mask_kind", k),), size=5) for i, k in enumerate(kinds)]
+    b = metrics.score(rows, emb, n_resamples=0).breakdown["mask_kind"]
+    assert list(b) == ["2", "10", "a", "b"]
+    assert {k: v["responses"] for k, v in b.items()} == {"2": 2, "10": 1, "a": 1, "b": 1}
+    # pairs of 5 responses: 10; each pair with a "2" member: 4 + 4 - 1 = 7
+    assert {k: v["pairs"] for k, v in b.items()} == {"2": 7, "10": 4, "a": 4, "b": 4}
+
+
+@pytest.mark.parametrize(
+    "raw, cleaned",
+    [
+        ("it is an apple", "it apple"),  # " an " goes, as " a " does
+        ("  owl", " owl"),  # one leading space is removed, no more
+        ("AN OWL AND AN EMU", "an owl and emu"),  # lower-cased before the removals
+    ],
+)
+def test_clean_context_answer_removes_an_and_one_leading_space(raw, cleaned):
+    assert clean_context_answer(raw) == cleaned
+
+
+def test_one_resample_still_gives_intervals_and_zero_gives_none_per_metric():
+    emb = TableEmbedder({"cat": [1, 0], "dog": [0, 1]})
+    rows = [resp(f"g{i}", f"r{j}", "cat" if (i + j) % 2 else "dog") for i in range(4) for j in range(1, 4)]
+    one = metrics.score(rows, emb, n_resamples=1)
+    assert set(one.ci) == set(metrics.HEADLINE) and all(len(one.ci[m]) == 2 for m in metrics.HEADLINE)
+    none = metrics.score(rows, emb, n_resamples=0)
+    assert none.ci == {m: None for m in metrics.HEADLINE}
+    assert none.as_dict()["threshold"] == metrics.CONSISTENCY_THRESHOLD
+    assert none.as_dict()["ci95"] == {m: None for m in metrics.HEADLINE}
+
+
+def test_paired_bootstrap_gives_both_means_and_an_interval_from_one_resample():
+    a = {"g1": 10.0, "g2": 20.0, "g3": None}
+    b = {"g1": 40.0, "g2": 50.0, "g4": 1.0}
+    d = metrics.paired_bootstrap(a, b, n_resamples=1)
+    assert (d.mean_a, d.mean_b, d.delta) == (15.0, 45.0, 30.0)
+    assert d.ci == [30.0, 30.0]  # every group's difference is 30: any draw gives 30
+    assert (d.shared, d.only_a, d.only_b) == (2, 0, 1)
+    assert metrics.paired_bootstrap(a, b, n_resamples=0).ci is None

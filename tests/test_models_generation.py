@@ -1,4 +1,5 @@
-"""Batched generation on tiny random BLIP-2 (OPT, T5) and LLaVA checkpoints, without lmms-eval."""
+"""Batched generation on tiny random BLIP-2 (OPT, T5) and LLaVA checkpoints, without lmms-eval
+(but for one test of the sampling settings that come through its requests)."""
 
 from __future__ import annotations
 
@@ -80,6 +81,129 @@ def test_sampling_runs_and_counts_tokens(generators):
     torch.manual_seed(0)
     answers = gen.generate(samples(3), settings)
     assert all(0 < a.output_tokens <= 5 and a.input_tokens > 0 for a in answers)
+
+
+def _record_generate(gen, monkeypatch) -> list[dict]:
+    """The keywords of every call of the HF `generate` our step 3 decodes with, the real method run."""
+    calls: list[dict] = []
+    real = gen.language_model.generate
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gen.language_model, "generate", recording)
+    return calls
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(
+    "gen_kwargs, expected",
+    [
+        (
+            {"do_sample": True, "temperature": 0.7, "top_p": 0.85, "num_beams": 1, "max_new_tokens": 5},
+            {"do_sample": True, "temperature": 0.7, "top_p": 0.85, "num_beams": 1, "max_new_tokens": 5},
+        ),
+        # lmms-eval's convention: a temperature above 0 samples even without do_sample.
+        ({"temperature": 1.3, "max_new_tokens": 4}, {"do_sample": True, "temperature": 1.3, "max_new_tokens": 4}),
+        # Greedy stays greedy, and overrides sampling defaults a checkpoint's generation_config may carry.
+        (
+            {"temperature": 0, "do_sample": False, "top_p": 0.9, "max_new_tokens": 6},
+            {
+                "do_sample": False,
+                "temperature": None,
+                "top_p": None,
+                "top_k": None,
+                "num_beams": 1,
+                "max_new_tokens": 6,
+            },
+        ),
+        ({"num_beams": 2, "max_new_tokens": 3}, {"do_sample": False, "num_beams": 2, "max_new_tokens": 3}),
+    ],
+)
+def test_generation_settings_reach_the_models_generate(generators, monkeypatch, family, gen_kwargs, expected):
+    gen = generators[family]
+    calls = _record_generate(gen, monkeypatch)
+    answers = gen.generate(samples(2), GenerationSettings.from_gen_kwargs(gen_kwargs))
+    assert len(calls) == 1
+    assert {k: calls[0].get(k, "absent") for k in expected} == expected
+    assert calls[0]["pad_token_id"] == gen.pad_token_id
+    assert all(0 < a.output_tokens <= gen_kwargs["max_new_tokens"] for a in answers)
+
+
+# Per family, a temperature and top_p that each change the tokens drawn with seed 0 (the test checks
+# it): the tiny T5 puts nearly all its mass on one token, so only a high temperature spreads it.
+SAMPLING = {"llava": (0.3, 0.5), "blip2-opt": (0.3, 0.5), "blip2-t5": (50.0, 0.9)}
+
+
+def _models_own_generate(gen, sample: Sample, seed: int, **hf_kwargs) -> str:
+    """The checkpoint's own `generate(input_ids, pixel_values)` with explicit HF keywords, decoded."""
+    batch = gen.build_batch([sample])
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        ids = gen.model.generate(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            pixel_values=batch.pixel_values,
+            pad_token_id=gen.pad_token_id,
+            max_new_tokens=8,
+            num_beams=1,
+            **hf_kwargs,
+        )
+    # T5 returns its decoder start token and the answer; the decoder-only models the prompt and the answer.
+    new = ids[0, 1:] if gen.backbone == "blip2-t5" else ids[0, batch.input_ids.shape[1] :]
+    return gen.tokenizer.decode(new, skip_special_tokens=True).strip()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_sampling_draws_what_the_models_generate_draws_with_those_settings(generators, family):
+    gen = generators[family]
+    sample = samples(2)[1]
+    temperature, top_p = SAMPLING[family]
+    settings = GenerationSettings.from_gen_kwargs(
+        {"do_sample": True, "temperature": temperature, "top_p": top_p, "max_new_tokens": 8}
+    )
+    torch.manual_seed(0)
+    sampled = gen.generate([sample], settings)[0].text
+    assert sampled == _models_own_generate(gen, sample, 0, do_sample=True, temperature=temperature, top_p=top_p)
+    # Each setting shows: without it, the same seed draws other tokens.
+    assert sampled != _models_own_generate(gen, sample, 0, do_sample=True, top_p=top_p)
+    assert sampled != _models_own_generate(gen, sample, 0, do_sample=True, temperature=temperature)
+    greedy = _models_own_generate(gen, sample, 0, do_sample=False)
+    assert sampled != greedy
+    # Greedy settings decode greedily, whatever the seed.
+    greedy_settings = GenerationSettings.from_gen_kwargs({"do_sample": False, "max_new_tokens": 8})
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        assert gen.generate([sample], greedy_settings)[0].text == greedy
+
+
+def test_sampling_settings_of_lmms_eval_requests_reach_generate(tmp_path_factory, monkeypatch):
+    """`generation_kwargs` (the task YAML's with `--gen_kwargs`) through mmr3_llava / mmr3_blip2."""
+    import lmms_eval.models as lmms_eval_models
+    from lmms_eval.api.instance import Instance
+
+    gen_kwargs = {"do_sample": True, "temperature": 0.7, "top_p": 0.85, "max_new_tokens": 5, "until": ["\n\n"]}
+    extras = {"batch_size": 2, "max_batch_size": None, "device": "cpu"}
+    for model_id, family in (("mmr3_llava", "llava"), ("mmr3_blip2", "blip2-opt"), ("mmr3_blip2", "blip2-t5")):
+        path = tiny_checkpoint(family, tmp_path_factory)
+        lm = lmms_eval_models.get_model(model_id).create_from_arg_string(f"pretrained={path},dtype=float32", extras)
+        calls = _record_generate(lm.generator, monkeypatch)
+        lm.task_dict = {"t": {"test": [{"id": f"g/v{i}", "image": image} for i, image in enumerate(images(2))]}}
+        requests = [
+            Instance(
+                request_type="generate_until",
+                arguments=(QUESTIONS[i], dict(gen_kwargs), lambda doc: [doc["image"]], i, "t", "test"),
+                idx=0,
+                metadata={"task": "t", "doc_id": i, "repeats": 1},
+            )
+            for i in range(2)
+        ]
+        assert all(r.text for r in lm.generate_until(requests))
+        assert len(calls) == 1, model_id
+        sent = {k: calls[0].get(k) for k in ("do_sample", "temperature", "top_p", "num_beams", "max_new_tokens")}
+        assert sent == {"do_sample": True, "temperature": 0.7, "top_p": 0.85, "num_beams": 1, "max_new_tokens": 5}
+        lm.clean()
 
 
 def test_a_generation_failure_names_every_sample_of_the_batch(generators, monkeypatch):

@@ -281,7 +281,7 @@ REPLAY_LINES = [{"id": f"g{g}/r{v}", "response": f"answer {g}{v}"} for g in rang
 @READERS
 @given(raw=damaged_json_lines(REPLAY_LINES))
 def test_the_replay_reader_returns_strings_or_names_the_line(tmp_path_factory, raw):
-    from mmr3_adapters.lmms_models import read_responses
+    from mmr3_adapters.replay_file import read_responses
     from mmr3_tasks.errors import MMR3Error
 
     path = tmp_path_factory.mktemp("replay") / "responses.jsonl"
