@@ -211,7 +211,9 @@ def classify(outcome: Outcome, copy: Path, equivalent: list[dict]) -> None:
                     outcome.equivalent.append((mutant, entry["why"]))
                     entry["_used"] = True
                 else:
-                    outcome.survivors.append((f"{mutant} ({status})", change))
+                    # `file: x_name__mutmut_N`: the mutant as mutmut names it, less its module path
+                    short = mutant.rpartition(".")[2] if "ǁ" not in mutant else mutant[mutant.index("xǁ") :]
+                    outcome.survivors.append((f"{rel}: {short} ({status})", change))
     finally:
         os.chdir(old_cwd)
 
@@ -246,7 +248,8 @@ def equivalent_text(equivalent: list[dict]) -> str:
     rows = ["| function | change | why it cannot change behaviour |", "|---|---|---|"]
     for e in equivalent:
         change = "<br>".join(f"`{line}`" for line in normalized(e["change"]).splitlines())
-        rows.append(f"| `{e['function']}` | {change} | {e['why']} |")
+        cells = (f"`{e['function']}`", change, e["why"])
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")  # a | ends a cell
     return "\n".join(rows)
 
 
