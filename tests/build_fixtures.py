@@ -503,3 +503,19 @@ def make_coco_hub(root: Path) -> None:
             )
         splits[split] = rows
     _write_hub_folder(root, splits, features)
+
+
+def style_dir(root: Path) -> Path:
+    """Johnson's ONNX models when the shared folder is here, else random TransformerNet checkpoints."""
+    if STYLE_MODELS.is_dir():
+        return STYLE_MODELS
+    import torch
+
+    from mmr3_tasks.builder.styles import transformer_net
+
+    folder = root / "style-models"
+    folder.mkdir(exist_ok=True)
+    for seed, name in enumerate(("candy", "mosaic", "udnie")):
+        torch.manual_seed(seed)
+        torch.save(transformer_net().state_dict(), folder / f"{name}.pth")
+    return folder

@@ -32,29 +32,13 @@ SIZES = {"rephrase": {"test": 5, "train": 6}, "restyle": {"test": 6, "train": 8}
 KEY_ENV = "MMR3_BUILD_TEST_KEY"
 
 
-def _style_dir(root: Path) -> Path:
-    """Johnson's ONNX models when the shared folder is here, else random TransformerNet checkpoints."""
-    if fx.STYLE_MODELS.is_dir():
-        return fx.STYLE_MODELS
-    import torch
-
-    from mmr3_tasks.builder.styles import transformer_net
-
-    folder = root / "style-models"
-    folder.mkdir(exist_ok=True)
-    for seed, name in enumerate(("candy", "mosaic", "udnie")):
-        torch.manual_seed(seed)
-        torch.save(transformer_net().state_dict(), folder / f"{name}.pth")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("build_sources")
     paths = fx.make_all_sources(root)
     os.environ[KEY_ENV] = "sk-test"
     with fx.ChatServer() as server:
-        yield {"root": root, "paths": paths, "server": server, "styles": _style_dir(root)}
+        yield {"root": root, "paths": paths, "server": server, "styles": fx.style_dir(root)}
 
 
 def _config(env, out: Path, **kw) -> BuildConfig:

@@ -146,22 +146,6 @@ def test_a_setting_in_the_fingerprint_renders_every_shard_again(coco, clean, oth
 RESTYLE_SHARDS = 5
 
 
-def _style_dir(root: Path) -> Path:
-    """Johnson's ONNX models when the shared folder is here, else random TransformerNet checkpoints."""
-    if fx.STYLE_MODELS.is_dir():
-        return fx.STYLE_MODELS
-    import torch
-
-    from mmr3_tasks.builder.styles import transformer_net
-
-    folder = root / "style-models"
-    folder.mkdir(exist_ok=True)
-    for seed, name in enumerate(("candy", "mosaic", "udnie")):
-        torch.manual_seed(seed)
-        torch.save(transformer_net().state_dict(), folder / f"{name}.pth")
-    return folder
-
-
 def _restyle_args(out: Path, indoor: Path, styles: Path) -> list[str]:
     """`mmr3 build` of the restyle test split, one group per shard (4 styles, 4 rows)."""
     return [
@@ -201,7 +185,7 @@ def test_a_build_killed_mid_split_resumes_from_its_finished_shards(tmp_path):
 
     indoor = tmp_path / "indoor"
     fx.make_mit_indoor(indoor)
-    styles = _style_dir(tmp_path)
+    styles = fx.style_dir(tmp_path)
     reference = tmp_path / "clean"
     pipeline.build(config_from_args(build_parser().parse_args(_restyle_args(reference, indoor, styles))))
     assert len(_shard_hashes(reference, "restyle")) == RESTYLE_SHARDS
