@@ -234,16 +234,55 @@ def group_scores(
     (`s_c`) over the groups where it is not None is `score(...).con` (`.s_c`).
     """
     g = _score_groups(responses, embedder, clean_context=clean_context, threshold=threshold)
-    return {
-        group_id: GroupScore(
-            acc=float(100.0 * g.acc_g[i]),
-            s_gt=float(100.0 * g.sgt_g[i]),
-            con=float(100.0 * g.con_g[i]) if g.multi[i] else None,
-            s_c=float(100.0 * g.sc_g[i]) if g.multi[i] else None,
-            responses=int(g.group_n[i]),
+    return {group_id: _group_score(g, i) for i, group_id in enumerate(g.group_ids)}
+
+
+def _group_score(g: _GroupArrays, i: int) -> GroupScore:
+    return GroupScore(
+        acc=float(100.0 * g.acc_g[i]),
+        s_gt=float(100.0 * g.sgt_g[i]),
+        con=float(100.0 * g.con_g[i]) if g.multi[i] else None,
+        s_c=float(100.0 * g.sc_g[i]) if g.multi[i] else None,
+        responses=int(g.group_n[i]),
+    )
+
+
+@dataclass(frozen=True)
+class GroupDetail:
+    """One group as `score` scores it: its responses, each one's correctness, every pair's cosine."""
+
+    ids: tuple[str, ...]  # the group's response ids, in scoring order (by variant, then id)
+    correct: tuple[bool, ...]  # per response, as Acc counts it
+    cosines: np.ndarray  # (n, n) symmetric: the cosines Con and S_C average; NaN on the diagonal
+    scores: GroupScore
+
+
+def group_details(
+    responses: Iterable[ScoredResponse],
+    embedder: Embedder,
+    *,
+    clean_context: bool = False,
+    threshold: float = CONSISTENCY_THRESHOLD,
+) -> dict[str, GroupDetail]:
+    """Per `group_id`, what `group_scores` gives and the numbers behind it: the pairwise cosines
+    (the same embeddings, text normalisation and clipping as Con and S_C) and each response's
+    correctness. For showing a group's variants side by side (the report's inconsistency browser)."""
+    g = _score_groups(responses, embedder, clean_context=clean_context, threshold=threshold)
+    starts = np.searchsorted(g.vgroup, np.arange(len(g.group_ids)))
+    out = {}
+    for i, group_id in enumerate(g.group_ids):
+        start, n = int(starts[i]), int(g.group_n[i])
+        cosines = np.full((n, n), np.nan)
+        in_group = g.pgroup == i
+        a, b = g.pa[in_group] - start, g.pb[in_group] - start
+        cosines[a, b] = cosines[b, a] = g.cos[in_group]
+        out[group_id] = GroupDetail(
+            ids=tuple(r.id for r in g.rows[start : start + n]),
+            correct=tuple(bool(c) for c in g.correct[start : start + n]),
+            cosines=cosines,
+            scores=_group_score(g, i),
         )
-        for i, group_id in enumerate(g.group_ids)
-    }
+    return out
 
 
 @dataclass(frozen=True)

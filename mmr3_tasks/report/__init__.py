@@ -12,13 +12,16 @@ What lives where, each module importing only those above it in this list:
 - `runs`: results files -> `Run`s (`read_inputs`, `load_runs`, labels, `samples_files`).
 - `samples`: samples files -> checked payloads (`read_payloads`), for `score` and `paired`.
 - `tables`: runs -> the paper's tables, rendered as Markdown or CSV.
-- `figures`: runs -> the PNG figures of `--plots`.
+- `leaderboard`: results files -> one row per run, MM-R³ next to every other lmms-eval task
+  (`read_entries`, `build_board`, `sort_board`), rendered as Markdown, CSV or JSON.
+- `figures`: runs -> the PNG figures of `--plots`, and the leaderboard's figure.
 - `paired`: a run against its base, with paired intervals (`find_pairs`, `compare_pairs`).
 - `cli`: the `mmr3 report` command (`build_tables`: everything it prints).
 - `score`: the `mmr3 score` command (`score_samples`, `compare`).
+- `leaderboard_html`, `leaderboard_cli`: the leaderboard's HTML page, and the `mmr3 leaderboard` command.
 
 Each command registers itself through its own `mmr3.commands` entry point (`cli:register`,
-`score:register`). This module only re-exports the names callers use.
+`score:register`, `leaderboard_cli:register`). This module only re-exports the names callers use.
 """
 
 from __future__ import annotations

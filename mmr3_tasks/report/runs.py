@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -253,6 +254,22 @@ def _metric_problem(name: str, value) -> str | None:
     return None
 
 
+def new_run(results: dict, path: Path, path_index: int, demo: bool = False) -> Run:
+    """An empty run with the model and settings one results file records (see `file_runs`)."""
+    config = results["config"]
+    return Run(
+        run_label(results, path),
+        demo=demo,
+        sources=[str(path)],
+        model=str(config.get("model")),
+        model_args=settings_text(config.get("model_args")),
+        gen_kwargs=settings_text(config.get("gen_kwargs")),
+        limit=limit_text(config.get("limit")),
+        date=str(results.get("date") or ""),
+        path_index=path_index,
+    )
+
+
 def file_runs(results: dict, path: Path, path_index: int) -> list[Run]:
     """The runs one results file holds: one, or two for `--tasks mmr3,mmr3_mini` (the demo set apart).
 
@@ -261,7 +278,6 @@ def file_runs(results: dict, path: Path, path_index: int) -> list[Run]:
     unset), `date` (the invocation's start; its results and samples files are named after it) and,
     per task, our `data_fingerprint` metric.
     """
-    config = results["config"]
     samples = samples_files(path)
     runs: dict[bool, Run] = {}  # demo set or not: mmr3_mini_rephrase and mmr3_rephrase fill the same cells
     for task_name, values in results["results"].items():
@@ -271,17 +287,7 @@ def file_runs(results: dict, path: Path, path_index: int) -> list[Run]:
         task, protocol, demo = parsed
         run = runs.get(demo)
         if run is None:
-            run = runs[demo] = Run(
-                run_label(results, path),
-                demo=demo,
-                sources=[str(path)],
-                model=str(config.get("model")),
-                model_args=settings_text(config.get("model_args")),
-                gen_kwargs=settings_text(config.get("gen_kwargs")),
-                limit=limit_text(config.get("limit")),
-                date=str(results.get("date") or ""),
-                path_index=path_index,
-            )
+            run = runs[demo] = new_run(results, path, path_index, demo)
         run.scores[(task, protocol)] = checked_scores(values, task, protocol, f"{path}: results[{task_name!r}]")
         run.task_names[(task, protocol)] = task_name
         if task_name in samples:
@@ -302,20 +308,9 @@ def read_inputs(paths: list[str]) -> tuple[list[Run], list[ReportInputError]]:
     """
     runs: list[Run] = []
     problems: list[ReportInputError] = []
-    seen: dict[Path, int] = {}  # resolved file -> the argument it was first read from
-    for index, path_arg in enumerate(paths):
-        try:
-            files = results_files(path_arg)
-        except ReportInputError as err:
-            problems.append(err)
-            continue
-        found, bad, other_tasks = 0, 0, set()
+    for index, files, repeated in argument_files(paths, problems, "mmr3 report"):
+        found, bad, other_tasks = repeated, 0, set()
         for path in files:
-            first = seen.setdefault(path.resolve(), index)
-            if first != index:  # a file and its folder, or one file twice: one run, not two
-                logger.warning("mmr3 report: %s is given again (first under %s): read once", path, paths[first])
-                found += 1
-                continue
             try:
                 results = read_results_file(path)
                 new = file_runs(results, path, index)
@@ -329,13 +324,39 @@ def read_inputs(paths: list[str]) -> tuple[list[Run], list[ReportInputError]]:
             for run in new:
                 _merge_or_add(runs, run)
         if not found and not bad:  # every file read, none with an MM-R³ task
-            if Path(path_arg).is_file():
-                what = f"{path_arg}: no MM-R³ task in it"
+            if Path(paths[index]).is_file():
+                what = f"{paths[index]}: no MM-R³ task in it"
             else:
-                what = f"{path_arg}: none of its {len(files)} results files holds an MM-R³ task"
+                what = f"{paths[index]}: none of its {len(files) + repeated} results files holds an MM-R³ task"
             problems.append(ReportInputError(f"{what} ({_holds(other_tasks)}); {MMR3_RUN_HINT}"))
     _disambiguate(runs)
     return runs, problems
+
+
+def argument_files(
+    paths: list[str], problems: list[ReportInputError], command: str
+) -> Iterator[tuple[int, list[Path], int]]:
+    """For each path argument that names results files: (its index, those not named by an earlier
+    argument, how many it names again).
+
+    A file and its folder, or one file twice, is read once: the repeat is logged, not read. An
+    argument that names no results file goes to `problems`.
+    """
+    seen: dict[Path, int] = {}  # resolved file -> the argument it was first read from
+    for index, path_arg in enumerate(paths):
+        try:
+            files = results_files(path_arg)
+        except ReportInputError as err:
+            problems.append(err)
+            continue
+        new = []
+        for path in files:
+            first = seen.setdefault(path.resolve(), index)
+            if first == index:
+                new.append(path)
+            else:
+                logger.warning("%s: %s is given again (first under %s): read once", command, path, paths[first])
+        yield index, new, len(files) - len(new)
 
 
 MMR3_RUN_HINT = "give the results of an lmms-eval run of an mmr3 task (--tasks mmr3, mmr3_sampling, mmr3_mini)"
