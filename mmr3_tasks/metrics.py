@@ -233,8 +233,8 @@ def group_scores(
     The mean of `acc` (`s_gt`) over the groups is `score(...).acc` (`.s_gt`); the mean of `con`
     (`s_c`) over the groups where it is not None is `score(...).con` (`.s_c`).
     """
-    g = _score_groups(responses, embedder, clean_context=clean_context, threshold=threshold)
-    return {group_id: _group_score(g, i) for i, group_id in enumerate(g.group_ids)}
+    details = group_details(responses, embedder, clean_context=clean_context, threshold=threshold)
+    return {group_id: detail.scores for group_id, detail in details.items()}
 
 
 def _group_score(g: _GroupArrays, i: int) -> GroupScore:
