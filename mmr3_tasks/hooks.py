@@ -48,9 +48,10 @@ def load_docs(locator: datasets.Dataset) -> datasets.Dataset:
         raise MMR3SetupError(f"expected one MM-R³ locator row, got {len(locator)} rows {locator.column_names}")
     spec = locator[0]
     task, source, protocol = spec["mmr3_task"], spec["data"], spec["protocol"]
+    where = str(data.DEMO_DIR) if source == "demo" else data.data_location()  # named in every message
     try:
         ds = data.load_demo(task) if source == "demo" else data.load_split(task, "test")
-        check = data.check_rows(ds, task, where=str(data.DEMO_DIR) if source == "demo" else data.data_location())
+        check = data.check_rows(ds, task, where=where)
     except (data.DataNotFoundError, data.DataSchemaError) as err:  # DataIntegrityError is a DataSchemaError
         raise MMR3SetupError(str(err)) from None
     # Every payload names the data it was scored on (results: `data_fingerprint`): the build, and
@@ -63,7 +64,7 @@ def load_docs(locator: datasets.Dataset) -> datasets.Dataset:
     if protocol == "sampling":
         ds = data.sampling_rows(ds)
     if len(ds) == 0:
-        raise MMR3SetupError(f"no usable {task} rows left at {data.data_location()}: {check.summary()}")
+        raise MMR3SetupError(f"no usable {task} rows left at {where}: {check.summary()}")
     return ds.add_column(DATA_COLUMN, [fingerprint] * len(ds))
 
 

@@ -55,8 +55,13 @@ def breakdown_key(metric: str, column: str, value: object) -> str:
     return f"{metric}_{BREAKDOWN_DIMENSIONS[task][column][0]}_{value}"
 
 
+PROTOCOLS = ("all", "sampling")  # one answer per variant; several sampled answers per variant
+
+
 def metric_names(task: str, protocol: str = "all") -> tuple[str, ...]:
     """The metric keys one task reports, in the order the results table shows them."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol {protocol!r}: an MM-R³ protocol is one of {', '.join(PROTOCOLS)}")
     names = [*HEADLINE, *EXTRAS, *INTERVALS, *COUNTS, *INFO]
     if protocol == "all":
         for column, (_, values) in BREAKDOWN_DIMENSIONS.get(task, {}).items():
@@ -65,7 +70,7 @@ def metric_names(task: str, protocol: str = "all") -> tuple[str, ...]:
 
 
 def all_metric_names() -> tuple[str, ...]:
-    seen = dict.fromkeys(n for t in schema.TASKS for p in ("all", "sampling") for n in metric_names(t, p))
+    seen = dict.fromkeys(n for t in schema.TASKS for p in PROTOCOLS for n in metric_names(t, p))
     return tuple(seen)
 
 

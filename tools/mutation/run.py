@@ -40,6 +40,8 @@ README = HERE / "README.md"
 FIGURES_START, FIGURES_END = "<!-- figures:start -->", "<!-- figures:end -->"
 SURVIVORS_START, SURVIVORS_END = "<!-- survivors:start -->", "<!-- survivors:end -->"
 EQUIVALENT_START, EQUIVALENT_END = "<!-- equivalent:start -->", "<!-- equivalent:end -->"
+SOURCE_PATHS = ("mmr3_tasks", "mmr3_adapters")
+MUTANTS_HOLD = (*SOURCE_PATHS, "tests")  # what mutmut copies into mutants/ and runs the tests from
 
 
 @dataclass
@@ -56,6 +58,7 @@ class Outcome:
     survivors: list[tuple[str, str]] = field(default_factory=list)  # (mutant, diff) neither killed nor listed
     equivalent: list[tuple[str, str]] = field(default_factory=list)  # (mutant, reason)
     seconds: float = 0.0
+    measured: str = ""  # the day mutmut last wrote this module's results
 
     @property
     def total(self) -> int:
@@ -111,7 +114,7 @@ def mutmut_config(target: Target, tests: list[str]) -> str:
 
     return (
         "\n[tool.mutmut]\n"
-        'source_paths = ["mmr3_tasks", "mmr3_adapters"]\n'
+        f"source_paths = {toml_list(list(SOURCE_PATHS))}\n"
         f"only_mutate = {toml_list(target.files)}\n"
         'pytest_add_cli_args = ["-m", "not slow", "-p", "no:cacheprovider", "-q"]\n'
         f"pytest_add_cli_args_test_selection = {toml_list(tests)}\n"
@@ -143,11 +146,62 @@ def normalized(change: str) -> str:
     return "\n".join(line[0] + " " + line[1:].strip() for line in change.strip().splitlines() if line.strip())
 
 
-def run_target(target: Target, work: Path, jobs: int, equivalent: list[dict], reuse: bool = False) -> Outcome:
+def not_killed(copy: Path, target: Target) -> list[str]:
+    """The mutants of the last run in `copy` that no test killed (survived, no tests, timed out, ...)."""
+    from mutmut.stats import status_by_exit_code
+
+    names = []
+    for rel in target.files:
+        meta = json.loads((copy / "mutants" / (rel + ".meta")).read_text())
+        names += [m for m, code in sorted(meta["exit_code_by_key"].items()) if status_by_exit_code[code] != "killed"]
+    return names
+
+
+def refresh_copy(copy: Path, target: Target, tests: list[str]) -> None:
+    """Brings the tests (and every other file but the mutated ones) of an earlier run's copy up to date.
+
+    A mutant killed once stays killed when tests are added, so only the others need running again;
+    that holds only while the mutated files and the test selection are what that run had.
+    """
+    for rel in target.files:
+        if (ROOT / rel).read_bytes() != (copy / rel).read_bytes():
+            raise SystemExit(
+                f"{target.name}: {rel} changed since the last run, so its mutants are not that run's; "
+                "run the module without --survivors"
+            )
+    config = mutmut_config(target, tests)
+    if not (copy / "pyproject.toml").read_text().endswith(config):
+        raise SystemExit(
+            f"{target.name}: its test files in targets.toml changed since the last run (mutmut would reset every "
+            "result); run the module without --survivors"
+        )
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.split(b"\0")
+    mutated = set(target.files) | {"pyproject.toml"}
+    for rel in (r.decode() for r in filter(None, listed)):
+        src = ROOT / rel
+        if rel in mutated or not src.is_file():
+            continue
+        # mutmut runs the tests from its mutants/ folder, which holds the source packages and tests/
+        in_mutants = rel.split("/")[0] in MUTANTS_HOLD
+        for dest in (copy / rel, copy / "mutants" / rel) if in_mutants else (copy / rel,):
+            if not dest.exists() or dest.read_bytes() != src.read_bytes():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest)
+
+
+def run_target(
+    target: Target, work: Path, jobs: int, equivalent: list[dict], reuse: bool = False, survivors: bool = False
+) -> Outcome:
     copy = work / target.name
+    if (reuse or survivors) and not (copy / "mutants").is_dir():
+        flag = "--reuse" if reuse else "--survivors"
+        raise SystemExit(f"{target.name}: {flag}, but {copy / 'mutants'} does not exist; run without it first")
     if reuse:  # the results of an earlier run, classified again (after equivalent.toml changed)
-        if not (copy / "mutants").is_dir():
-            raise SystemExit(f"{target.name}: --reuse, but {copy / 'mutants'} does not exist; run without it first")
         outcome = Outcome(target)
         classify(outcome, copy, equivalent)
         return outcome
@@ -157,15 +211,25 @@ def run_target(target: Target, work: Path, jobs: int, equivalent: list[dict], re
         print(f"  {target.name}: test files not in the tree, left out: {', '.join(absent)}")
     if not tests:
         raise SystemExit(f"{target.name}: none of its test files exist ({', '.join(target.tests)}); fix targets.toml")
-    copy_tree(copy)
-    with (copy / "pyproject.toml").open("a") as f:
-        f.write(mutmut_config(target, tests))
+    rerun: list[str] = []
+    if survivors:
+        refresh_copy(copy, target, tests)
+        rerun = not_killed(copy, target)
+        if not rerun:
+            outcome = Outcome(target)
+            classify(outcome, copy, equivalent)
+            return outcome
+        print(f"  {target.name}: {len(rerun)} mutants not killed last time, run again", flush=True)
+    else:
+        copy_tree(copy)
+        with (copy / "pyproject.toml").open("a") as f:
+            f.write(mutmut_config(target, tests))
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     log = work / f"{target.name}.log"
     started = time.monotonic()
     with log.open("w") as out:
         proc = subprocess.run(
-            [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs)],
+            [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *rerun],
             cwd=copy,
             env=env,
             stdout=out,
@@ -190,6 +254,8 @@ def classify(outcome: Outcome, copy: Path, equivalent: list[dict]) -> None:
 
         reset_config()  # one config per copy
 
+        metas = [copy / "mutants" / (rel + ".meta") for rel in outcome.target.files]
+        outcome.measured = time.strftime("%Y-%m-%d", time.localtime(max(m.stat().st_mtime for m in metas)))
         for rel in outcome.target.files:
             meta = json.loads((copy / "mutants" / (rel + ".meta")).read_text())
             for mutant, code in sorted(meta["exit_code_by_key"].items()):
@@ -220,14 +286,14 @@ def classify(outcome: Outcome, copy: Path, equivalent: list[dict]) -> None:
 
 def figures_table(outcomes: list[Outcome], target: float) -> str:
     rows = [
-        "| module | files | mutants | killed | equivalent (listed) | not killed | killed share | target |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "| module | files | mutants | killed | equivalent (listed) | not killed | killed share | target | measured |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for o in outcomes:
         files = ", ".join(f"`{f}`" for f in o.target.files)
         rows.append(
             f"| {o.target.name} | {files} | {o.total} | {o.killed} | {len(o.equivalent)} | {len(o.survivors)} "
-            f"| {o.share:.1f}% | {'met' if o.share >= target else 'not met'} |"
+            f"| {o.share:.1f}% | {'met' if o.share >= target else 'not met'} | {o.measured} |"
         )
     return "\n".join(rows)
 
@@ -281,18 +347,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutants tested at once")
     parser.add_argument("--target", type=float, default=90.0, help="killed share each module must reach, in %%")
     parser.add_argument("--reuse", action="store_true", help="classify the last run's results again, run nothing")
-    parser.add_argument("--update-readme", action="store_true", help="write the figures into the README")
+    parser.add_argument(
+        "--survivors",
+        action="store_true",
+        help="after adding tests: run again only the mutants the last run did not kill (the mutated files and "
+        "the test list of targets.toml unchanged)",
+    )
+    parser.add_argument(
+        "--update-readme",
+        action="store_true",
+        help="write the figures into the README (the modules not run this time: their last run's figures)",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.modules) - set(names))
     if unknown:
         parser.error(f"unknown module(s) {unknown}; targets.toml has {names}")
+    if args.reuse and args.survivors:
+        parser.error("--reuse runs nothing and --survivors runs the survivors again: give one of them")
     chosen = [t for t in targets if not args.modules or t.name in args.modules]
     equivalent = load_equivalent()
     args.work.mkdir(parents=True, exist_ok=True)
     outcomes = []
     for target in chosen:
         print(f"{target.name}: mutating {', '.join(target.files)}", flush=True)
-        outcome = run_target(target, args.work, args.jobs, equivalent, reuse=args.reuse)
+        outcome = run_target(target, args.work, args.jobs, equivalent, reuse=args.reuse, survivors=args.survivors)
         print(f"  {outcome.killed}/{outcome.total} killed, {outcome.share:.1f}% in {outcome.seconds:.0f} s", flush=True)
         outcomes.append(outcome)
     print()
@@ -305,7 +383,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"equivalent.toml: no surviving mutant matches {e['function']}: {e['change']!r}; remove or update it")
     if args.update_readme:
         version = importlib.metadata.version("mutmut")
-        stamp = f"Measured {time.strftime('%Y-%m-%d')} with mutmut {version}, `python tools/mutation/run.py`."
+        stamp = f"With mutmut {version}, `python tools/mutation/run.py`; each module on the day it was last run."
+        earlier = [t for t in targets if t not in chosen and (args.work / t.name / "mutants").is_dir()]
+        for target in earlier:  # keep every module's figures on the page, not only this run's
+            outcome = Outcome(target)
+            classify(outcome, args.work / target.name, equivalent)
+            outcomes.append(outcome)
+        outcomes.sort(key=lambda o: names.index(o.target.name))
         update_readme(outcomes, args.target, stamp)
     below = [o.target.name for o in outcomes if o.share < args.target]
     return 1 if below or any(o.survivors for o in outcomes) else 0
