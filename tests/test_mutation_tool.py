@@ -1,0 +1,84 @@
+"""tools/mutation/run.py: how it names mutants, matches equivalent entries and counts the killed share.
+
+The figures in tools/mutation/README.md come from these pieces; mutmut itself is not needed here
+(the script imports it only to read a run's results).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+RUN_PY = Path(__file__).resolve().parent.parent / "tools" / "mutation" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def tool():
+    spec = importlib.util.spec_from_file_location("mutation_run", RUN_PY)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]
+
+
+def test_a_mutant_name_gives_its_function_or_method(tool):
+    assert tool.function_of("mmr3_tasks.metrics.x__breakdown__mutmut_17") == "mmr3_tasks.metrics._breakdown"
+    assert tool.function_of("mmr3_tasks.hooks.x___getattr____mutmut_3") == "mmr3_tasks.hooks.__getattr__"
+    assert (
+        tool.function_of("mmr3_tasks.builder.selection.xǁ_Cursorǁtake__mutmut_4")
+        == "mmr3_tasks.builder.selection._Cursor.take"
+    )
+
+
+def test_an_equivalent_entry_matches_on_the_changed_lines_whatever_their_spacing(tool):
+    diff = (
+        "--- mmr3_tasks/hooks.py\n+++ mmr3_tasks/hooks.py\n@@ -1,3 +1,3 @@\n def f():\n"
+        "-        return a > b\n+        return a >= b\n     pass\n"
+    )
+    assert tool.changed_lines(diff) == "- return a > b\n+ return a >= b"
+    entry = "\n-   return a > b\n+return a >= b  \n"
+    assert tool.normalized(entry) == tool.changed_lines(diff)
+
+
+def test_the_killed_share_leaves_out_listed_equivalents_and_mutants_not_run(tool):
+    target = tool.Target("m", ["m.py"], ["tests/test_m.py"])
+    done = tool.Outcome(target, counts={"killed": 90, "survived": 10})
+    done.equivalent = [("m: x_f__mutmut_1", "why")] * 4
+    assert done.share == pytest.approx(100 * 90 / 96)
+    assert done.verdict(90.0) == "met"
+    partial = tool.Outcome(target, counts={"killed": 45, "survived": 5, "not checked": 50})
+    assert partial.unchecked == 50
+    assert partial.share == pytest.approx(90.0)
+    assert partial.verdict(90.0) == "met so far (50 not run yet)"
+    assert partial.verdict(95.0) == "not met so far (50 not run yet)"
+
+
+def test_the_figures_table_has_a_row_per_module_with_its_counts(tool):
+    target = tool.Target("hooks", ["mmr3_tasks/hooks.py"], [])
+    outcome = tool.Outcome(target, counts={"killed": 363, "survived": 3}, measured="2026-12-02")
+    outcome.equivalent = [("x", "why")] * 3
+    row = tool.figures_table([outcome], 90.0).splitlines()[2]
+    assert row == "| hooks | `mmr3_tasks/hooks.py` | 366 | 363 | 3 | 0 | 100.0% | met | 2026-12-02 |"
+
+
+def test_the_equivalents_file_holds_function_change_and_reason_for_each_entry(tool):
+    entries = tool.load_equivalent()
+    assert entries, "tools/mutation/equivalent.toml is empty"
+    for entry in entries:
+        assert entry["function"].startswith(("mmr3_tasks.", "mmr3_adapters.")), entry
+        lines = tool.normalized(entry["change"]).splitlines()
+        assert lines and all(line[0] in "-+" for line in lines), entry
+        assert entry["why"].strip(), entry
+
+
+def test_every_module_names_source_and_test_files_that_exist(tool):
+    root = RUN_PY.parents[2]
+    for target in tool.load_targets():
+        for rel in [*target.files, *target.tests]:
+            assert (root / rel).is_file(), f"targets.toml [{target.name}]: {rel} does not exist"
