@@ -416,6 +416,24 @@ def test_old_and_broken_markers_and_stale_shards(tmp_path, written):
     )
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [b"\xff\xfe not UTF-8", b"[1, 2]", b'"a string"', b"null", b'{"fingerprint": "%s"}'],
+    ids=["not-utf8", "a-list", "a-string", "null", "no-sha256"],
+)
+def test_a_damaged_marker_is_redone_not_a_crash(tmp_path, written, damage):
+    """Whatever is in a marker file, the build redoes that shard and reuses the others."""
+    items, out = _context_items(tmp_path), tmp_path / "out"
+    first, _ = _write(items, out)
+    marker = out / STATE / "context" / f"{NAMES[1]}.json"
+    marker.write_bytes(damage.replace(b"%s", first[1]["fingerprint"].encode()))
+    written.clear()
+    markers, report = _write(items, out)
+    assert written == [NAMES[1]] and report.shards_reused == len(NAMES) - 1
+    assert markers == first  # the redone shard's marker is the one a clean build writes
+    assert json.loads(marker.read_text()) == first[1]
+
+
 def test_the_render_bar_counts_every_group_written_skipped_or_reused(tmp_path, capsys):
     items, out = _context_items(tmp_path), tmp_path / "out"
     bar = r"context test: render: 100%\|[^|]*\| 5/5 \[[^\]]*(group/s|s/group)\]\n"

@@ -112,9 +112,10 @@ def _read_marker(path: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:  # not JSON, or not UTF-8 text (UnicodeDecodeError is a ValueError)
         return None  # a marker is written atomically; an unreadable one is simply redone
+    return marker if isinstance(marker, dict) else None  # JSON, but not a marker: redone too
 
 
 def write_split(
@@ -144,7 +145,7 @@ def write_split(
                 marker
                 and marker.get("fingerprint") == fp
                 and path.is_file()
-                and imgs.sha256_file(path) == marker["sha256"]
+                and imgs.sha256_file(path) == marker.get("sha256")
             ):
                 report.shards_reused += 1
                 for source, reasons in marker.get("skipped", {}).items():
