@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from mmr3_tasks import cli, data, metrics, report
+from mmr3_tasks.embedding import DEFAULT_EMBEDDING_MODEL as DEFAULT_MODEL
 from mmr3_tasks.embedding import get_embedder
 from mmr3_tasks.errors import MMR3Error
 from mmr3_tasks.metrics import ScoredResponse
+from mmr3_tasks.report import paired
 from tests.report_fixtures import reference_interval, write_run
 
 HEADLINE = metrics.HEADLINE
@@ -237,6 +239,222 @@ def test_runs_that_share_no_group_get_a_note_not_a_number(tmp_path):
     assert e["status"] == "no shared groups" and e["metrics"]["acc"]["delta"] is None
     assert report.paired_table([c], with_paper=False).rows[2][1] == "no shared groups"
     assert c["notes"] == ["QR: the runs share no group (1 and 1 groups); no Δ"]
+
+
+def approx_tree(value, tol=1e-4):
+    """`value` with every float a pytest.approx: whole nested results compare with `==`, floats
+    within `tol` (S_GT and S_C are float32 cosines, 1 - 1e-7 for identical strings)."""
+    if isinstance(value, float):
+        return pytest.approx(value, abs=tol)
+    if isinstance(value, dict):
+        return {k: approx_tree(v, tol) for k, v in value.items()}
+    if isinstance(value, list):
+        return [approx_tree(v, tol) for v in value]
+    return value
+
+
+def cell(base, other, delta=None, ci95=None, groups=None, base_reported=None, other_reported=None) -> dict:
+    """One metric of a compared task, as `compare_pairs` returns it (the keys of docs/compare.md)."""
+    return {"base": base, "other": other, "delta": delta, "ci95": ci95, "groups": groups,
+            "base_reported": base_reported, "other_reported": other_reported}  # fmt: skip
+
+
+def task_entry(tasks, status, data, samples, metrics_, notes, shared=None, only_base=None, only_other=None) -> dict:
+    """One task of a compared pair, as `compare_pairs` returns it."""
+    return {"tasks": tasks, "status": status, "data": data, "samples": samples, "groups_shared": shared,
+            "groups_only_base": only_base, "groups_only_other": only_other, "metrics": metrics_,
+            "notes": notes}  # fmt: skip
+
+
+M_RUN, AD_RUN = "mmr3_llava (m)", "mmr3_llava (m) + adapter ad"  # labels of write_run's runs below
+
+
+def test_compare_pairs_paired_missing_and_different_groups_key_by_key(tmp_path, monkeypatch):
+    # Base QR: 4 variants per group, g1-g5 answered 4, 3, 2, 1, 0 times, g6 4, g7 once: 375 / 7
+    # recomputed, 54.0 in its results file (0.43 off: flagged). Adapted QR: g1-g5, never answered:
+    # 0.0 recomputed, 1e-6 reported (exactly the tolerance: not flagged). IR only in the adapted run,
+    # CR without samples.
+    answered = {"g1": 4, "g2": 3, "g3": 2, "g4": 1, "g5": 0, "g6": 4, "g7": 1}
+    base_qr = {g: ["cat"] * k + [""] * (4 - k) for g, k in answered.items()}
+    other_qr = {g: [""] * 4 for g in ("g1", "g2", "g3", "g4", "g5")}
+    minilm = {"embedding_model": DEFAULT_MODEL}
+    base_rep = {"acc": 54.0, "s_gt": 53.0, "con": 30.0, "s_c": 29.0, "data_fingerprint": "build:aaaa", "groups": 7}
+    other_rep = {"acc": 1e-6, "s_gt": 0.5, "con": 1.5, "s_c": 2.5, "data_fingerprint": "build:aaaa", "groups": 5}
+    restyle = scores(20.0, 30.0)
+    write_run(tmp_path, "pretrained=/m", {"mmr3_rephrase": base_rep | minilm, "mmr3_context": scores(5.0, 6.0)},
+              samples={"mmr3_rephrase": payloads("rephrase", base_qr)}, stamp="20250101_000000")  # fmt: skip
+    write_run(tmp_path, "pretrained=/m,adapter=/ad", {
+        "mmr3_rephrase": other_rep | minilm, "mmr3_restyle": restyle, "mmr3_context": scores(7.0, 8.0, groups=12),
+    }, samples={"mmr3_rephrase": payloads("rephrase", other_qr)}, stamp="20250101_000001")  # fmt: skip
+    runs = report.load_runs([str(tmp_path)])
+    embedder = get_embedder(DEFAULT_MODEL)
+    # The embedder given scores; what the environment asks for is not what was used, so it is never named.
+    monkeypatch.setenv("MMR3_EMBEDDING_MODEL", "/models/never-loaded")
+    [c] = report.compare_pairs(report.find_pairs(runs), n_resamples=200, seed=3, embedder=embedder)
+
+    # Over the shared g1-g5 the adapted run has 0 everywhere; the base has Acc 100, 75, 50, 25, 0 and
+    # Con 100, 50, 100 / 6, 0, 0 (of the 6 pairs of 4 variants, those of two right answers agree):
+    # means 50 and 100 / 3.
+    acc_diffs, con_diffs = [-100.0, -75.0, -50.0, -25.0, 0.0], [-100.0, -50.0, -100 / 6, 0.0, 0.0]
+    ci_acc, ci_con = reference_interval(acc_diffs, 200, 3), reference_interval(con_diffs, 200, 3)
+    qr_notes = [
+        f"QR: rows and Δ over the 5 groups both runs scored; left out: 2 groups only {M_RUN} scored, "
+        f"0 groups only {AD_RUN} scored",
+        f"QR: {M_RUN}'s samples file does not reproduce its results file (Acc {375 / 7} vs 54.0); "
+        "is it from another run?",
+    ]
+    ir_notes = [f"IR: {M_RUN} has no IR results; no Δ"]
+    cr_notes = [
+        "CR: the runs scored 10 and 12 groups, and without samples files the shared ones are unknown; no Δ "
+        "(run lmms-eval with --log_samples)"
+    ]
+    expected = {
+        "base": M_RUN, "other": AD_RUN, "how": "adapter",
+        "tasks": {
+            "rephrase": task_entry(
+                ["mmr3_rephrase"] * 2, "paired", ["build:aaaa"] * 2,
+                [str(tmp_path / f"20250101_00000{n}_samples_mmr3_rephrase.jsonl") for n in (0, 1)],
+                {
+                    "acc": cell(50.0, 0.0, -50.0, ci_acc, 5, 54.0, 1e-6),
+                    "s_gt": cell(50.0, 0.0, -50.0, ci_acc, 5, 53.0, 0.5),
+                    "con": cell(100 / 3, 0.0, -100 / 3, ci_con, 5, 30.0, 1.5),
+                    "s_c": cell(100 / 3, 0.0, -100 / 3, ci_con, 5, 29.0, 2.5),
+                },
+                qr_notes, shared=5, only_base=2, only_other=0,
+            ),
+            "restyle": task_entry(
+                [None, "mmr3_restyle"], "missing", [None, "build:aaaa"], [None, None],
+                {m: cell(None, restyle[m], other_reported=restyle[m]) for m in HEADLINE}, ir_notes,
+            ),
+            "context": task_entry(
+                ["mmr3_context"] * 2, "different groups", ["build:aaaa"] * 2, [None, None],
+                {m: cell(scores(5.0, 6.0)[m], scores(7.0, 8.0)[m], base_reported=scores(5.0, 6.0)[m],
+                         other_reported=scores(7.0, 8.0)[m]) for m in HEADLINE},
+                cr_notes,
+            ),
+        },
+        "notes": qr_notes + ir_notes + cr_notes,
+    }  # fmt: skip
+    assert c == approx_tree(expected)
+    # 200 resamples with seed 3, as asked: the documented default (1000, seed 0) or either alone differs.
+    assert all(reference_interval(acc_diffs, n, s) != ci_acc for n, s in ((1000, 0), (1000, 3), (200, 0)))
+
+
+def test_compare_pairs_with_an_unusable_samples_file_raises_or_collects_it(tmp_path):
+    base = {"mmr3_rephrase": scores(50.0, 0.0, groups=1), "mmr3_restyle": scores(9.0, 8.0)}
+    write_run(tmp_path, "pretrained=/m", base, samples={"mmr3_rephrase": payloads("rephrase", {"g1": ["cat", ""]})},
+              stamp="s0")  # fmt: skip
+    write_run(tmp_path, "pretrained=/m,adapter=/ad", {"mmr3_rephrase": scores(50.0, 4.0, groups=1)},
+              samples={"mmr3_rephrase": payloads("rephrase", {"g1": ["cat", "cat"]})}, stamp="s1")  # fmt: skip
+    bad = tmp_path / "s1_samples_mmr3_rephrase.jsonl"
+    bad.write_text(bad.read_text()[:-20])
+    pairs = report.find_pairs(report.load_runs([str(tmp_path)]))
+    message = (
+        f"{bad}:2: the last line is cut short (truncated file): lmms-eval was interrupted while writing it, or the "
+        "copy is incomplete; rerun the evaluation or copy the file again"
+    )
+    with pytest.raises(report.ReportInputError) as err:
+        report.compare_pairs(pairs)
+    assert str(err.value) == message
+    problems = []
+    [c] = report.compare_pairs(pairs, problems=problems)
+    assert [str(p) for p in problems] == [message]
+    # No "no samples files" note: it has one, just not a usable one.
+    qr_notes = [f"QR: {AD_RUN}'s samples file is unusable (named on stderr)"]
+    ir_notes = [f"IR: {AD_RUN} has no IR results; no Δ"]
+    qr_base, qr_other = scores(50.0, 0.0, groups=1), scores(50.0, 4.0, groups=1)
+    assert c == approx_tree({
+        "base": M_RUN, "other": AD_RUN, "how": "adapter",
+        "tasks": {
+            "rephrase": task_entry(  # compared from the results files, as without samples
+                ["mmr3_rephrase"] * 2, "unpaired", ["build:aaaa"] * 2,
+                [str(tmp_path / "s0_samples_mmr3_rephrase.jsonl"), str(bad)],
+                {m: cell(qr_base[m], qr_other[m], qr_other[m] - qr_base[m], base_reported=qr_base[m],
+                         other_reported=qr_other[m]) for m in HEADLINE},
+                qr_notes,
+            ),
+            "restyle": task_entry(
+                ["mmr3_restyle", None], "missing", ["build:aaaa", None], [None, None],
+                {m: cell(scores(9.0, 8.0)[m], None, base_reported=scores(9.0, 8.0)[m]) for m in HEADLINE}, ir_notes,
+            ),
+        },
+        "notes": qr_notes + ir_notes,
+    })  # fmt: skip
+
+
+def test_find_pairs_names_how_each_pair_was_made(tmp_path):
+    write_run(tmp_path / "a", "pretrained=/m", {"mmr3_rephrase": scores(1.0, 1.0)})
+    write_run(tmp_path / "b", "pretrained=/m,adapter=/ad,lora=/lo", {"mmr3_rephrase": scores(1.0, 1.0)})
+    write_run(tmp_path / "c", "pretrained=/n", {"mmr3_rephrase": scores(1.0, 1.0)})
+    runs = report.load_runs([str(tmp_path / n) for n in "abc"])
+    assert [(p.base, p.other, p.how) for p in report.find_pairs(runs)] == [(runs[0], runs[1], "adapter+lora")]
+    assert [(p.base, p.other, p.how) for p in report.find_pairs(runs, paired=True)] == [
+        (runs[0], runs[1], "--paired"), (runs[0], runs[2], "--paired"),
+    ]  # fmt: skip
+    with pytest.raises(MMR3Error) as err:
+        report.find_pairs(runs[2:], paired=True)
+    assert str(err.value) == (
+        "--paired compares the first run with every other, but found one run (mmr3_llava (n)); give two"
+    )
+
+
+def test_group_scores_of_a_samples_file_clean_context_answers_only(tmp_path):
+    emb = get_embedder()
+    texts = {"g1": ["The cat.", "cat"], "g2": ["The cat."]}  # "the cat." cleans to "cat" (Appendix A.3)
+    files = {}
+    for task in ("rephrase", "context"):
+        files[task] = tmp_path / f"{task}.jsonl"
+        rows = payloads(task, texts)
+        files[task].write_text("".join(json.dumps({"doc_id": i, "acc": p}) + "\n" for i, p in enumerate(rows)))
+    one = tmp_path / "one.jsonl"  # a file of one sample
+    one.write_text(json.dumps({"doc_id": 0, "acc": payloads("context", {"g1": ["The cat."]})[0]}) + "\n")
+    group = metrics.GroupScore
+
+    context = paired.samples_group_scores(files["context"], emb, "mmr3_context")
+    assert context == {
+        "g1": group(acc=100.0, s_gt=pytest.approx(100.0, abs=1e-4), con=100.0, s_c=pytest.approx(100.0, abs=1e-4),
+                    responses=2),
+        "g2": group(acc=100.0, s_gt=pytest.approx(100.0, abs=1e-4), con=None, s_c=None, responses=1),
+    }  # fmt: skip
+    assert paired.samples_group_scores(one, emb) == {
+        "g1": group(acc=100.0, s_gt=pytest.approx(100.0, abs=1e-4), con=None, s_c=None, responses=1)
+    }
+    # Rephrase answers are scored as given: "the cat." (lower-cased) against "cat" and against itself.
+    va, vb = emb.encode(["the cat.", "cat"]).astype(np.float64)
+    cos = float(va @ vb)
+    assert cos < 0.99  # the cleanup matters here
+    assert paired.samples_group_scores(files["rephrase"], emb, None) == {
+        "g1": group(acc=100.0, s_gt=pytest.approx(50 * (cos + 1), abs=1e-4), con=100.0 if cos > 0.7 else 0.0,
+                    s_c=pytest.approx(100 * cos, abs=1e-4), responses=2),
+        "g2": group(acc=100.0, s_gt=pytest.approx(100 * cos, abs=1e-4), con=None, s_c=None, responses=1),
+    }  # fmt: skip
+    with pytest.raises(report.ReportInputError) as err:
+        paired.samples_group_scores(files["context"], emb, "mmr3_rephrase")
+    assert str(err.value) == (
+        f"{files['context']}: holds samples of mmr3_context, but sits next to its results file as the samples of "
+        "mmr3_rephrase; was it renamed or copied from another run? Put the run's own samples file back"
+    )
+
+
+def test_samples_payloads_takes_one_all_protocol_task(tmp_path):
+    path = tmp_path / "s.jsonl"
+    rows = payloads("rephrase", {"g1": ["cat"]}) + payloads("restyle", {"g2": ["cat"]})
+    path.write_text("".join(json.dumps({"doc_id": i, "acc": p}) + "\n" for i, p in enumerate(rows)))
+    with pytest.raises(report.ReportInputError) as err:
+        paired.samples_payloads(path, "mmr3_rephrase")
+    assert str(err.value) == (
+        f"{path}: holds samples of mmr3_rephrase, mmr3_restyle, but sits next to its results file as the samples "
+        "of mmr3_rephrase; was it renamed or copied from another run? Put the run's own samples file back"
+    )
+    with pytest.raises(report.ReportInputError) as err:
+        paired.samples_payloads(path)
+    assert str(err.value) == f"{path}: samples of several tasks (mmr3_rephrase, mmr3_restyle); give one task's file"
+    sampled = {k: v for k, v in rows[0].items() if k not in ("response", "variant", "group_size")}
+    path.write_text(json.dumps({"doc_id": 0, "acc": sampled | {"responses": ["cat", "dog"]}}) + "\n")
+    with pytest.raises(report.ReportInputError) as err:
+        paired.samples_payloads(path)
+    protocol = "the paired comparison reads All-protocol tasks"
+    assert str(err.value) == f"{path}: samples of mmr3_rephrase_sampling; {protocol}"
 
 
 def test_signed_never_prints_minus_zero():

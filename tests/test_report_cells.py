@@ -20,7 +20,7 @@ from decimal import Decimal
 
 import pytest
 
-from mmr3_tasks import cli, metrics, report
+from mmr3_tasks import cli, embedding, metrics, report
 from mmr3_tasks.embedding import get_embedder, requested_embedding_model
 from tests.conftest import ROOT
 from tests.report_fixtures import reference_interval, write_run
@@ -356,6 +356,38 @@ def test_every_csv_cell_of_every_table(tmp_path, capsys):
                 assert_csv_cell(cell, value, f"{title}: {want[0]}: {column}")
 
 
+SMALL = report.Table(
+    "T", ["Model", "Acc", "Acc 95% CI", "Task"], [["x", 1.5, [1.0, 2.5], None], ["y", None, None, "QR"]], note="n1\nn2"
+)
+
+
+def test_markdown_of_a_small_table_byte_for_byte():
+    # Left-aligned first column, right-aligned numbers; two decimals, intervals with one, "–" for none.
+    assert report.render_markdown(SMALL) == (
+        "### T\n\n_n1_\n\n_n2_\n\n| Model | Acc | Acc 95% CI | Task |\n|---|---:|---:|---:|\n"
+        "| x | 1.50 | [1.0, 2.5] | – |\n| y | – | – | QR |\n"
+    )
+
+
+def test_csv_of_a_small_table_byte_for_byte():
+    # The full values: intervals as JSON, nothing for none; the notes as "# " rows.
+    assert report.render_csv(SMALL) == (
+        '# T\r\n# n1\r\n# n2\r\nModel,Acc,Acc 95% CI,Task\r\nx,1.5,"[1.0, 2.5]",\r\ny,,,QR\r\n'
+    )
+
+
+def test_breakdown_tables_skip_a_run_without_the_task_wherever_it_comes(tmp_path):
+    paths = write_coded_runs(tmp_path)
+    runs = report.load_runs([paths[PARTIAL_RUN], paths[0]])  # model-c, with no restyle or context, first
+    tables = report.breakdown_tables(runs, with_paper=False)
+    assert [t.title for t in tables] == list(BREAKDOWN_TITLES.values())
+    for table, column in zip(tables, BREAKDOWN_TITLES, strict=True):
+        kinds = KINDS[column][1]
+        assert table.header == ["Model", *kinds]
+        cells = ["/".join(two(coded_kind(0, column, k, m)) for m in HEADLINE) for k in kinds]
+        assert table.rows == [[LABELS[0], *cells]]
+
+
 def test_json_holds_every_value_of_every_run(tmp_path, capsys):
     paths = write_coded_runs(tmp_path)
     printed = json.loads(report_text(paths, capsys, "--format", "json"))
@@ -386,16 +418,18 @@ def signed_text(value: Decimal, digits: int) -> str:
     return ("-" if value < 0 and float(text) != 0 else "+") + text
 
 
+PAPER_COLUMNS = [f"{t}_{m}" for t in TASKS for m in HEADLINE]  # table6_adapter.csv's, in Table 6's order
+
+
 def paper_paired_rows() -> list[list[str]]:
     """Table 6 from its CSV: original, adapter, and adapter − original in tenths, as Table 6 prints it."""
-    columns = [f"{t}_{m}" for t in TASKS for m in HEADLINE]
     table = paper_adapter()
     rows = []
     for model in dict.fromkeys(model for model, _ in table):
         original, adapter = table[(model, "original")], table[(model, "adapter")]
-        rows.append([f"{model} (paper)"] + [two(float(original[c])) for c in columns])
-        rows.append([f"{model} + adapter (paper)"] + [two(float(adapter[c])) for c in columns])
-        tenths = [round(float(adapter[c]) * 10) - round(float(original[c]) * 10) for c in columns]
+        rows.append([f"{model} (paper)"] + [two(float(original[c])) for c in PAPER_COLUMNS])
+        rows.append([f"{model} + adapter (paper)"] + [two(float(adapter[c])) for c in PAPER_COLUMNS])
+        tenths = [round(float(adapter[c]) * 10) - round(float(original[c]) * 10) for c in PAPER_COLUMNS]
         rows.append(["Δ (paper)"] + [signed_text(Decimal(t) / 10, 1) for t in tenths])
     return rows
 
@@ -428,6 +462,73 @@ def test_paired_table_without_samples_gives_the_results_files_deltas(tmp_path, c
         "mmr3_llava (m) + adapter ckpt-9 vs mmr3_llava (m): Δ without intervals: no samples files for mmr3_llava (m), "
         "mmr3_llava (m) + adapter ckpt-9; run lmms-eval with --log_samples for them",
         PAPER_NOTE,
+    ]
+
+
+def test_paired_json_without_shared_samples_key_by_key(tmp_path):
+    # --paired, two unrelated models: no QR in either run; IR with the base's samples only, CR with the
+    # other's only (so both runs are named for lacking them); the other run's IR has no S_C.
+    base = {
+        "mmr3_restyle": {"acc": 30.0, "s_gt": 29.0, "con": 40.0, "s_c": 39.0, "groups": 6},
+        "mmr3_context": {"acc": 5.0, "s_gt": 4.5, "con": 6.0, "s_c": 5.5, "groups": 9},
+    }
+    other = {
+        "mmr3_restyle": {"acc": 33.0, "s_gt": 29.5, "con": 45.0, "groups": 6},
+        "mmr3_context": {"acc": 7.5, "s_gt": 7.0, "con": 6.0, "s_c": 5.5, "groups": 9},
+    }
+    sample = {"id": "g1/v1", "group_id": "g1", "variant": "v1", "group_size": 1, "answers": ["cat"], "response": "cat"}
+    write_run(tmp_path / "a", "pretrained=/m", base, samples={"mmr3_restyle": [sample | {"task": "restyle"}]})
+    write_run(tmp_path / "b", "pretrained=/o", other, samples={"mmr3_context": [sample | {"task": "context"}]})
+    runs = report.load_runs([str(tmp_path / "a"), str(tmp_path / "b")])
+    comparisons = report.compare_pairs(report.find_pairs(runs, paired=True))
+    a, b = "mmr3_llava (m)", "mmr3_llava (o)"
+
+    def entry(task: str, samples: list, deltas: list) -> dict:
+        values = [(base[f"mmr3_{task}"].get(m), other[f"mmr3_{task}"].get(m)) for m in HEADLINE]
+        return {
+            "tasks": [f"mmr3_{task}"] * 2, "status": "unpaired", "data": [None, None], "samples": samples,
+            "groups_shared": None, "groups_only_base": None, "groups_only_other": None,
+            "metrics": {
+                m: {"base": vb, "other": vo, "delta": d, "ci95": None, "groups": None, "base_reported": vb,
+                    "other_reported": vo}
+                for m, (vb, vo), d in zip(HEADLINE, values, deltas, strict=True)
+            },
+            "notes": [],
+        }  # fmt: skip
+
+    pair = {
+        "base": a, "other": b, "how": "--paired",
+        "tasks": {
+            "restyle": entry("restyle", [str(tmp_path / "a" / "20250101_000000_samples_mmr3_restyle.jsonl"), None],
+                             [3.0, 0.5, 5.0, None]),
+            "context": entry("context", [None, str(tmp_path / "b" / "20250101_000000_samples_mmr3_context.jsonl")],
+                             [2.5, 2.5, 0.0, 0.0]),
+        },
+        "notes": [f"Δ without intervals: no samples files for {a}, {b}; run lmms-eval with --log_samples for them"],
+    }  # fmt: skip
+    paper = {
+        model: {
+            "original": [float(table[(model, "original")][c]) for c in PAPER_COLUMNS],
+            "adapter": [float(table[(model, "adapter")][c]) for c in PAPER_COLUMNS],
+            "delta": [  # in tenths, as Table 6 prints it
+                (round(float(table[(model, "adapter")][c]) * 10) - round(float(table[(model, "original")][c]) * 10))
+                / 10
+                for c in PAPER_COLUMNS
+            ],
+        }
+        for table in [paper_adapter()]
+        for model in ("BLIP-2", "LLaVA-1.5")
+    }
+    head = {"resamples": 1000, "seed": 0, "level": 0.95, "protocol": "all", "pairs": [pair]}
+    assert report.paired_json(comparisons, with_paper=True) == head | {
+        "paper": {"columns": SUMMARY_HEADER[1:], "models": paper}
+    }
+    assert report.paired_json(comparisons, with_paper=False) == head
+    table = report.paired_table(comparisons, with_paper=False)
+    assert table.rows == [
+        [a, *[None] * 4, 30.0, 29.0, 40.0, 39.0, 5.0, 4.5, 6.0, 5.5],
+        [b, *[None] * 4, 33.0, 29.5, 45.0, None, 7.5, 7.0, 6.0, 5.5],
+        ["Δ [95% CI]", *["–"] * 4, "+3.00", "+0.50", "+5.00", "–", "+2.50", "+2.50", "+0.00", "+0.00"],
     ]
 
 
@@ -551,6 +652,170 @@ def test_paired_table_with_samples_gives_hand_computed_deltas_and_intervals(tmp_
         *(f"mmr3_llava (m) + lora lora-r8 vs mmr3_llava (m): {short}: {left_out}" for short in ("QR", "IR", "CR")),
         PAPER_NOTE,
     ]
+
+
+# --------------------------------------------------------------------------- mmr3 score, every value
+
+STYLES = KINDS["style"][1]  # candy, mosaic, udnie, grayscale: the variants of a restyle group, in order
+# Restyle, All protocol: g1 answers "cat" (the truth) 4 times, g2 twice, g3 never; Sampling: s1 4 times,
+# s2 once. Every answer is the truth or empty, so each cosine is 1 or 0 and S_GT = Acc, S_C = Con.
+ALL_ANSWERS = {"g1": ["cat"] * 4, "g2": ["cat", "cat", "", ""], "g3": [""] * 4}
+SAMPLED_ANSWERS = {"s1": ["cat"] * 4, "s2": ["cat", "", "", ""]}
+
+
+def write_restyle_samples(path) -> None:
+    payload = {"task": "restyle", "answers": ["cat"], "data": "build:aaaa"}
+    rows = [
+        payload | {"id": f"{g}/{style}", "group_id": g, "variant": style, "group_size": 4, "kinds": {"style": style},
+                   "response": text}
+        for g, texts in ALL_ANSWERS.items() for style, text in zip(STYLES, texts, strict=True)
+    ] + [payload | {"id": g, "group_id": g, "responses": texts} for g, texts in SAMPLED_ANSWERS.items()]  # fmt: skip
+    path.write_text("".join(json.dumps({"doc_id": i, "acc": p}) + "\n" for i, p in enumerate(rows)))
+
+
+def restyle_scores(model: str, intervals: bool) -> dict[str, dict]:
+    """What `mmr3 score` gives for write_restyle_samples, by hand (docs/metrics.md)."""
+
+    def cosine(x: float):  # a mean of float32 cosines of 1
+        return pytest.approx(x, abs=1e-4)
+
+    # Per group, All: Acc 100, 50, 0; Con 100 (6 pairs agree), 100 / 6 (only the two "cat"s), 0 (an
+    # empty answer agrees with nothing). Only g1 is consistently correct; g3 is all wrong but not
+    # consistent. Sampling: Acc 100, 25; Con 100, 0. Intervals: of 1000 resamples of 3 (2) groups,
+    # about 1 in 27 (1 in 4) draw g1 (s1) alone and as many g3 (s2) alone, well over 2.5% each, so
+    # the interval runs from the lowest group's value to the highest's.
+    con = (100 + 100 / 6) / 3
+    all_ = {
+        "acc": 50.0, "s_gt": cosine(50.0), "con": con, "s_c": cosine(con), "exact_agreement": con,
+        "consistent_correct": 100 / 3, "consistent_wrong": 0.0, "inconsistent": 200 / 3,
+        "acc_ci95": [0.0, 100.0], "s_gt_ci95": [0.0, cosine(100.0)], "con_ci95": [0.0, 100.0],
+        "s_c_ci95": [0.0, cosine(100.0)],
+        "responses": 12, "groups": 3, "groups_complete": 3, "empty_responses": 6, "duplicate_responses": 0,
+        "embedding_model": model, "data_fingerprint": "build:aaaa",
+    }  # fmt: skip
+    # Per style: Acc over its 3 answers; Con over the 9 pairs that include it. candy and mosaic answer
+    # in g1 and g2 (4 of their pairs agree: g1's 3 and g2's cat-cat), udnie and grayscale in g1 only (3).
+    for style, answered, agreeing in zip(STYLES, (2, 2, 1, 1), (4, 4, 3, 3), strict=True):
+        acc, con = 100 * answered / 3, 100 * agreeing / 9
+        all_ |= {f"acc_style_{style}": acc, f"s_gt_style_{style}": cosine(acc)}
+        all_ |= {f"con_style_{style}": con, f"s_c_style_{style}": cosine(con)}
+    sampled = {
+        "acc": 62.5, "s_gt": cosine(62.5), "con": 50.0, "s_c": cosine(50.0), "exact_agreement": 50.0,
+        "consistent_correct": 50.0, "consistent_wrong": 0.0, "inconsistent": 50.0,
+        "acc_ci95": [25.0, 100.0], "s_gt_ci95": [cosine(25.0), cosine(100.0)], "con_ci95": [0.0, 100.0],
+        "s_c_ci95": [0.0, cosine(100.0)],
+        "responses": 8, "groups": 2, "groups_complete": 2, "empty_responses": 3, "duplicate_responses": 0,
+        "embedding_model": model, "data_fingerprint": "build:aaaa",
+    }  # fmt: skip
+    if not intervals:
+        for values in (all_, sampled):
+            values |= {f"{m}_ci95": None for m in HEADLINE}
+
+    def near(v):  # means of rates: exact up to float rounding (100 / 3 is 33.333333333333336, 100 * 1/3 not)
+        if isinstance(v, list):
+            return [near(x) for x in v]
+        return pytest.approx(v, abs=1e-9) if isinstance(v, float) else v
+
+    return {
+        "mmr3_restyle": {k: near(v) for k, v in all_.items()},
+        "mmr3_restyle_sampling": {k: near(v) for k, v in sampled.items()},
+    }
+
+
+def test_score_samples_gives_every_metric_of_every_task_in_the_files(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    write_restyle_samples(path)
+    model = requested_embedding_model()
+    for n_resamples, intervals in ((None, True), (0, False)):
+        scored = report.score_samples([str(path)], n_resamples=n_resamples)
+        want = restyle_scores(model, intervals)
+        assert list(scored) == list(want)
+        for task, values in scored.items():
+            assert list(values) == list(want[task]), task  # every key, in the order of the results table
+            assert values == want[task], task
+    assert scored["mmr3_restyle"]["acc_ci95"] is None
+    assert report.score_samples([str(path)])["mmr3_restyle"]["acc_ci95"] == reference_interval([100.0, 50.0, 0.0])
+
+
+def test_score_command_prints_each_task_as_a_table_and_writes_json(tmp_path, capsys, monkeypatch):
+    samples, out = tmp_path / "samples.jsonl", tmp_path / "scores.json"
+    write_restyle_samples(samples)
+    model = embedding.resolve_embedding_model()  # the packaged MiniLM's folder: a name other than the default
+    assert model != embedding.DEFAULT_EMBEDDING_MODEL
+    # --embedding-model sets the variable for the process; monkeypatch restores it after the test.
+    monkeypatch.setenv(embedding.EMBEDDING_MODEL_ENV, embedding.DEFAULT_EMBEDDING_MODEL)
+    assert cli.main(["score", str(samples), "--json", str(out), "--embedding-model", model]) == 0
+    stdout = capsys.readouterr().out
+    scored = json.loads(out.read_text())
+    assert scored == restyle_scores(model, intervals=True)
+    tables = "".join(
+        f"### {task}\n\n| Metric | Value |\n|---|---:|\n"
+        + "".join(f"| {name} | {markdown_cell(value)} |\n" for name, value in values.items())
+        + "\n"
+        for task, values in scored.items()
+    )
+    assert stdout == tables + f"wrote {out}\n"
+    assert "| acc | 50.00 |\n" in stdout and "| con_ci95 | [0.0, 100.0] |\n" in stdout
+    assert out.read_text(encoding="utf-8") == json.dumps(scored, indent=2)  # the file as documented: indented
+
+
+def test_score_check_names_every_difference_and_the_tasks_it_did_not_check(tmp_path, capsys):
+    samples = tmp_path / "samples.jsonl"
+    write_restyle_samples(samples)
+    scored = report.score_samples([str(samples)])
+    capsys.readouterr()  # the embedding model's loading bar, if it loaded here
+    # A results file of the same run: our two tasks as scored, two more MM-R³ tasks no samples were
+    # given for, and another harness task, which is not ours to check.
+    others = {"mmr3_rephrase": {"acc": 1.0}, "mmr3_context": {"acc": 2.0}, "mmstar": {"average": 0.5}}
+    folder = write_run(tmp_path / "run", "pretrained=/m", scored | others)
+    results = folder / "20250101_000000_results.json"
+    tables = "".join(
+        f"### {task}\n\n| Metric | Value |\n|---|---:|\n"
+        + "".join(f"| {name} | {markdown_cell(value)} |\n" for name, value in values.items())
+        + "\n"
+        for task, values in scored.items()
+    )
+    unchecked = "not checked (no samples given for them): mmr3_context, mmr3_rephrase\n"
+
+    assert cli.main(["score", str(samples), "--check", str(results)]) == 0
+    assert capsys.readouterr() == (tables + unchecked + f"identical to {results}\n", "")
+
+    edited = json.loads(results.read_text())
+    edited["results"]["mmr3_restyle"]["acc,none"] = 51.0
+    results.write_text(json.dumps(edited))
+    assert cli.main(["score", str(samples), "--check", str(results)]) == 1
+    assert capsys.readouterr() == (
+        tables + unchecked,
+        f"mmr3 score: mismatch: the samples do not reproduce {results} (1 difference):\n"
+        "  mmr3_restyle acc: samples give 50.0, results file has 51.0\n",
+    )
+
+    edited["results"]["mmr3_restyle_sampling"]["groups,none"] = 3
+    results.write_text(json.dumps(edited))
+    assert cli.main(["score", str(samples), "--check", str(results)]) == 1
+    assert capsys.readouterr().err == (
+        f"mmr3 score: mismatch: the samples do not reproduce {results} (2 differences):\n"
+        "  mmr3_restyle acc: samples give 50.0, results file has 51.0\n"
+        "  mmr3_restyle_sampling groups: samples give 2, results file has 3\n"
+    )
+
+
+def test_score_help_names_every_argument(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # argparse wraps at the terminal width: one line per argument
+    for argv in (["--help"], ["score", "--help"]):
+        with pytest.raises(SystemExit) as done:
+            cli.main(argv)
+        assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "score recompute every MM-R³ number from lmms-eval --log_samples files alone" in text  # in `mmr3 --help`
+    assert "usage: mmr3 score [-h] [--check RESULTS_JSON] [--json OUT] [--embedding-model EMBEDDING_MODEL]" in text
+    for line in (
+        "samples lmms-eval samples files (any name: each line says its task)",
+        "--check RESULTS_JSON compare with an lmms-eval results file",
+        "--json OUT write the scores as JSON",
+        "--embedding-model EMBEDDING_MODEL hub id or folder (default: $MMR3_EMBEDDING_MODEL or all-MiniLM-L6-v2)",
+    ):
+        assert line in text, line
 
 
 # --------------------------------------------------------------------------- mmr3 score --check's tolerance

@@ -421,6 +421,9 @@ def test_load_runs_raises_the_first_bad_input(tmp_path):
         (None, None, True),  # a breakdown kind no response had, in both
         (True, 1, False),  # a bool is not a number
         ("build:aaaa", "build:bbbb", False),
+        (30.0, None, False),  # a metric the results file has as null: a difference, not a crash
+        (None, 30.0, False),
+        (30.0, "30.0", False),  # a number is not its text
     ],
 )
 def test_same_value(ours, theirs, same):
@@ -442,6 +445,17 @@ def test_compare_lists_every_difference(tmp_path):
         "mmr3_rephrase embedding_model: samples give 'mini', results file has 'e5' (score with --embedding-model e5)",
         "mmr3_rephrase con: samples give 5.0, the results file has no 'con,none'",
         "mmr3_restyle: in the samples but not in the results file; is it the results file of this run?",
+    ]
+
+
+def test_compare_goes_on_after_a_task_or_a_metric_the_results_file_lacks(tmp_path):
+    results = {"mmr3_restyle": {"con,none": 5.0, "acc,none": 1.0}}
+    (tmp_path / "r.json").write_text(json.dumps({"results": results, "config": CONFIG}))
+    scored = {"mmr3_rephrase": {"acc": 30.0}, "mmr3_restyle": {"groups": 3, "acc": 2.0, "con": 5.0}}
+    assert report.compare(scored, tmp_path / "r.json") == [
+        "mmr3_rephrase: in the samples but not in the results file; is it the results file of this run?",
+        "mmr3_restyle groups: samples give 3, the results file has no 'groups,none'",
+        "mmr3_restyle acc: samples give 2.0, results file has 1.0",
     ]
 
 
