@@ -82,3 +82,9 @@ def test_every_module_names_source_and_test_files_that_exist(tool):
     for target in tool.load_targets():
         for rel in [*target.files, *target.tests]:
             assert (root / rel).is_file(), f"targets.toml [{target.name}]: {rel} does not exist"
+
+
+def test_the_copy_holds_the_files_git_lists_and_nothing_it_ignores(tool):
+    files = tool.tree_files()
+    assert "tools/mutation/run.py" in files and "mmr3_tasks/metrics.py" in files
+    assert not [f for f in files if f.startswith((".venv/", ".mutation/"))]

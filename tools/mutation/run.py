@@ -100,18 +100,23 @@ def load_equivalent(path: Path = HERE / "equivalent.toml") -> list[dict]:
     return entries
 
 
-def copy_tree(dest: Path) -> None:
-    """The working tree as git sees it (tracked and untracked-but-not-ignored files, edits included)."""
+def tree_files() -> list[str]:
+    """The working tree as git sees it: tracked and untracked-but-not-ignored files, edits included."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
         check=True,
         capture_output=True,
     ).stdout.split(b"\0")
+    return [raw.decode() for raw in listed if raw]
+
+
+def copy_tree(dest: Path) -> None:
+    """A copy of the working tree (`tree_files`) at `dest`, replacing what was there."""
+    listed = tree_files()
     if dest.exists():
         shutil.rmtree(dest)
-    for raw in filter(None, listed):
-        rel = raw.decode()
+    for rel in listed:
         src = ROOT / rel
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -185,14 +190,9 @@ def refresh_copy(copy: Path, target: Target, tests: list[str]) -> None:
             f"{target.name}: its test files in targets.toml changed since the last run (mutmut would reset every "
             "result); run the module without --survivors"
         )
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    ).stdout.split(b"\0")
+    listed = tree_files()
     mutated = set(target.files) | {"pyproject.toml"}
-    for rel in (r.decode() for r in filter(None, listed)):
+    for rel in listed:
         src = ROOT / rel
         if rel in mutated or not src.is_file():
             continue
