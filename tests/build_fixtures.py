@@ -234,6 +234,33 @@ def make_all_sources(root: Path) -> dict[str, Path]:
     return paths
 
 
+# --------------------------------------------------------------------------- a local rephrasing model
+
+VOCABULARY_WORDS = set(
+    "1. 2. 3. i have a question what is the dog please give me three different types of rephrased questions "
+    "to which answer would be ?".split()
+)
+
+
+def make_tiny_lm(folder: Path) -> Path:
+    """A tiny random GPT-2 with a word-level tokenizer over VOCABULARY_WORDS, saved to `folder`."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["<unk>", "<eos>", "\n", *sorted(VOCABULARY_WORDS)])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>", pad_token="<eos>")
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)  # the same random weights every run, so the replies are the same too
+    config = GPT2Config(
+        vocab_size=len(vocab), n_positions=128, n_embd=16, n_layer=1, n_head=2, bos_token_id=1, eos_token_id=1
+    )
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder
+
+
 # --------------------------------------------------------------------------- OpenAI-compatible server
 
 _QUESTION = re.compile(r"I have a question: (.*) Please give me three different types of rephrased questions", re.S)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_fixtures import ChatServer, reply_for  # noqa: E402
+from build_fixtures import VOCABULARY_WORDS, ChatServer, make_tiny_lm, reply_for  # noqa: E402
 
 from mmr3_tasks.builder.render import ImageRef, RephraseItem  # noqa: E402
 from mmr3_tasks.builder.rephrase import (  # noqa: E402
@@ -252,30 +252,9 @@ def test_rephrase_items_rejects_counts_and_never_repeats_a_request(key, tmp_path
 # --------------------------------------------------------------------------- local transformers model
 
 
-VOCABULARY_WORDS = set(
-    "1. 2. 3. i have a question what is the dog please give me three different types of rephrased questions "
-    "to which answer would be ?".split()
-)
-
-
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
-    """A tiny random GPT-2 with a word-level tokenizer, built offline."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    vocab = {w: i for i, w in enumerate(["<unk>", "<eos>", "\n", *sorted(VOCABULARY_WORDS)])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>", pad_token="<eos>")
-    folder = tmp_path_factory.mktemp("tiny_lm")
-    fast.save_pretrained(folder)
-    torch.manual_seed(0)  # the same random weights every run, so the replies below are the same too
-    config = GPT2Config(
-        vocab_size=len(vocab), n_positions=128, n_embd=16, n_layer=1, n_head=2, bos_token_id=1, eos_token_id=1
-    )
-    GPT2LMHeadModel(config).save_pretrained(folder)
-    return folder
+    return make_tiny_lm(tmp_path_factory.mktemp("tiny_lm"))
 
 
 def greedy_reply(folder: Path, prompt: str, max_new_tokens: int) -> str:

@@ -551,6 +551,29 @@ def test_the_generate_bar_counts_the_questions_answered(tmp_path, monkeypatch, c
     assert re.match(r"rephrase test: select: 100%\|[^|]*\| 2/2 \[[^\]]*(group/s|s/group)\]$", select_bar[-1]), frames
 
 
+def test_a_local_rephrasing_model_samples_with_the_builds_seed(tmp_path):
+    from mmr3_tasks.builder.rephrase import LocalHF, rephrase_prompt
+
+    model = str(fx.make_tiny_lm(tmp_path / "lm"))
+    generator = GeneratorConfig(backend="transformers", model=model, max_tokens=8, temperature=1.0, device="cpu")
+    question = fx.LONG_Q.format(i=0)
+    pools = _pools("rephrase", okvqa=_questions(tmp_path, "okvqa", [question]))
+    cache = ReplyCache(tmp_path / "cache.jsonl")
+    config = _select_config(tmp_path, "rephrase", 1, 0, generator=generator, seed=7)
+    # The random model's replies are never usable, but the cache keeps what it said.
+    with pytest.raises(sources.SourceError, match="rephrasing rejected: fewer than 3 questions"):
+        _select("rephrase", "test", pools, config, cache)
+    [said] = cache.replies.values()
+
+    def direct(seed: int) -> str:
+        replies = {}
+        LocalHF(generator, seed).generate([("q", rephrase_prompt(question, "dogs"))], replies.__setitem__)
+        return replies["q"]
+
+    assert said == direct(7)
+    assert direct(7) != direct(0)  # the seed matters: a build that dropped it would say something else
+
+
 def test_mit_indoor_answers_are_unambiguous_substrings():
     from collections import Counter
 

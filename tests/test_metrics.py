@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 
 import numpy as np
 import pytest
@@ -581,3 +582,85 @@ def test_paired_bootstrap_gives_both_means_and_an_interval_from_one_resample():
     assert d.ci == [30.0, 30.0]  # every group's difference is 30: any draw gives 30
     assert (d.shared, d.only_a, d.only_b) == (2, 0, 1)
     assert metrics.paired_bootstrap(a, b, n_resamples=0).ci is None
+
+
+# --------------------------------------------------------------------------- edges of the arithmetic
+
+
+def test_cosines_are_clipped_to_minus_one():
+    # [0.1, 0.2, 0.7] normalised in float32 has a dot product 1.0000001 with itself, so with its
+    # negation -1.0000001: clipped, both S_C and S_GT are exactly -100.
+    v = np.array([0.1, 0.2, 0.7], dtype=np.float32)
+    unit = v / np.linalg.norm(v)
+    assert np.float32(unit @ -unit) < -1
+    emb = VectorEmbedder({"x": v, "y": -v})
+    rows = [resp("g", "r1", "x", ["y"], size=2), resp("g", "r2", "y", ["x"], size=2)]
+    r = metrics.score(rows, emb, n_resamples=0)
+    assert (r.s_c, r.s_gt, r.con) == (-100.0, -100.0, 0.0)
+
+
+def test_a_zero_vector_has_cosine_zero_with_everything_and_warns_nothing():
+    emb = VectorEmbedder({"void": [0.0, 0.0], "cat": [1.0, 0.0]})
+    rows = [resp("g", "r1", "void", ["cat"], size=2), resp("g", "r2", "cat", ["cat"], size=2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value encountered in divide"
+        r = metrics.score(rows, emb, n_resamples=0)
+    assert (r.s_c, r.s_gt, r.con, r.acc) == (0.0, 50.0, 0.0, 50.0)
+
+
+def test_groups_without_pairs_warn_nothing():
+    # The pair metrics' per-group means divide by a group's pair count, which is 0 here.
+    emb = VectorEmbedder({"cat": [1.0, 0.0], "dog": [0.0, 1.0]})
+    rows = [resp("g", "r1", "cat", size=1), resp("h", "r1", "dog", size=1), resp("k", "r1", "cat", size=2)]
+    rows.append(resp("k", "r2", "dog", size=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = metrics.score(rows, emb, n_resamples=10)
+        groups = metrics.group_scores(rows, emb)
+    assert (r.con, r.s_c, r.acc) == (0.0, 0.0, 50.0)
+    assert [(g.con, g.s_c) for g in groups.values()] == [(None, None), (None, None), (0.0, 0.0)]
+
+
+def test_an_embedder_that_returns_too_few_vectors_is_named():
+    class Short:
+        def encode(self, texts):
+            return np.ones((len(texts) - 1, 3), dtype=np.float32)
+
+    rows = [resp("g", "r1", "cat", ["dog"], size=2), resp("g", "r2", "cat", ["dog"], size=2)]
+    with pytest.raises(ValueError, match=r"^embedder returned 1 vectors for 2 texts$"):
+        metrics.score(rows, Short(), n_resamples=0)
+
+
+def test_no_responses_score_none_and_zero_counts():
+    r = metrics.score([], VectorEmbedder({}), n_resamples=100)
+    assert r.as_dict()["acc"] is None and r.con is None and r.ci == {m: None for m in metrics.HEADLINE}
+    assert set(r.counts.values()) == {0}
+    assert metrics.group_details([], VectorEmbedder({})) == {}
+
+
+def test_none_among_the_ground_truths_is_ignored():
+    emb = VectorEmbedder({"cat": [1.0, 0.0], "dog": [0.0, 1.0]})
+    rows = [resp("g", "r1", "cat", [None, "cat"], size=2), resp("g", "r2", "dog", [None, "cat"], size=2)]
+    r = metrics.score(rows, emb, n_resamples=0)
+    assert (r.acc, r.s_gt) == (50.0, 50.0)
+
+
+def test_group_details_give_each_groups_ids_correctness_and_cosine_matrix():
+    # Not cleaned by default: "there is a cat" is embedded as it is (the table has no "a cat").
+    f32 = np.float32
+    emb = VectorEmbedder({"cat": [1.0, 0.0], "dog": [0.0, 1.0], "there is a cat": unit_with_cosine(f32(0.6))})
+    rows = [resp("g", "r1", "cat"), resp("g", "r2", "dog"), resp("g", "r3", "there is a cat")]
+    rows += [resp("h", "r1", "dog", size=2), resp("h", "r2", "", size=2)]
+    details = metrics.group_details(reversed(rows), emb)
+    assert list(details) == ["g", "h"]
+    g, h = details["g"], details["h"]
+    assert (g.ids, g.correct) == (("g/r1", "g/r2", "g/r3"), (True, False, True))
+    assert (h.ids, h.correct) == (("h/r1", "h/r2"), (False, False))
+    c6, c8 = float(f32(0.6)), float(unit_with_cosine(f32(0.6))[1])
+    expected = np.array([[np.nan, 0.0, c6], [0.0, np.nan, c8], [c6, c8, np.nan]])
+    assert g.cosines.dtype == np.float64
+    np.testing.assert_array_equal(g.cosines, expected)  # NaN where expected has NaN, equal elsewhere
+    np.testing.assert_array_equal(h.cosines, [[np.nan, 0.0], [0.0, np.nan]])  # an empty response: 0
+    assert g.scores.acc == pytest.approx(200 / 3) and g.scores.con == pytest.approx(100 / 3)
+    assert g.scores.s_c == pytest.approx(100 * (c6 + c8) / 3) and g.scores.responses == 3
+    assert (h.scores.con, h.scores.s_c, h.scores.responses) == (0.0, 0.0, 2)
