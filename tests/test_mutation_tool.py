@@ -88,3 +88,45 @@ def test_the_copy_holds_the_files_git_lists_and_nothing_it_ignores(tool):
     files = tool.tree_files()
     assert "tools/mutation/run.py" in files and "mmr3_tasks/metrics.py" in files
     assert not [f for f in files if f.startswith((".venv/", ".mutation/"))]
+
+
+# A process that draws a tqdm bar, then forks one child that dies (SIGKILL, as at a mutant's
+# timeout) while holding tqdm's lock, then a second child that draws a bar: "done" or "hung".
+_FORKED_BARS = """
+import os, signal, sys, time
+sys.path.insert(0, sys.argv[1])
+from tqdm.auto import tqdm
+tqdm(range(1), disable=True).close()
+if sys.argv[2] == "plugin":
+    import fork_safe_tqdm
+    fork_safe_tqdm.pytest_configure(None)
+pid = os.fork()
+if pid == 0:
+    tqdm.get_lock().acquire()
+    os.kill(os.getpid(), signal.SIGKILL)
+os.waitpid(pid, 0)
+pid = os.fork()
+if pid == 0:
+    if sys.argv[2] == "plugin":
+        fork_safe_tqdm.pytest_configure(None)  # each mutant's test session configures it again
+    tqdm(range(3), disable=True).close()
+    os._exit(0)
+for _ in range(100):
+    if os.waitpid(pid, os.WNOHANG)[0]:
+        print("done")
+        break
+    time.sleep(0.05)
+else:
+    os.kill(pid, signal.SIGKILL)
+    print("hung")
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the mutation runs fork, as mutmut does on Linux only")
+@pytest.mark.parametrize("plugin, outcome", [("none", "hung"), ("plugin", "done")])
+def test_a_mutant_killed_while_drawing_a_bar_does_not_hang_the_next_one(plugin, outcome):
+    import subprocess
+
+    args = [sys.executable, "-c", _FORKED_BARS, str(RUN_PY.parent), plugin]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == outcome, proc.stderr

@@ -131,7 +131,7 @@ def mutmut_config(target: Target, tests: list[str]) -> str:
         "\n[tool.mutmut]\n"
         f"source_paths = {toml_list(list(SOURCE_PATHS))}\n"
         f"only_mutate = {toml_list(target.files)}\n"
-        'pytest_add_cli_args = ["-m", "not slow", "-p", "no:cacheprovider", "-q"]\n'
+        'pytest_add_cli_args = ["-m", "not slow", "-p", "no:cacheprovider", "-p", "fork_safe_tqdm", "-q"]\n'
         f"pytest_add_cli_args_test_selection = {toml_list(tests)}\n"
         "use_git_change_detection = false\n"
     )
@@ -234,7 +234,9 @@ def run_target(
         copy_tree(copy)
         with (copy / "pyproject.toml").open("a") as f:
             f.write(mutmut_config(target, tests))
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    # fork_safe_tqdm (a pytest plugin, loaded with -p) is imported from this folder
+    path = os.pathsep.join(p for p in (str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=path)
     log = work / f"{target.name}.log"
     started = time.monotonic()
     with log.open("w") as out:
